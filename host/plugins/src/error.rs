@@ -1,0 +1,139 @@
+//! Typed errors of the plugin host.
+//!
+//! Every error names the plugin (name, version, sha256) and one [`ErrorKind`]. The kind is
+//! what the daemon maps to an HTTP status and a metric label ([`ErrorKind::label`]), so it must
+//! say which limit or rule the plugin broke, not merely that "something failed".
+
+use std::fmt;
+
+use crate::types::PolicyError;
+
+/// Identity of a plugin binary. Before `info()` has answered, `name` is the file stem and
+/// `version` is `?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginId {
+    /// Name reported by the plugin (or the file stem during loading).
+    pub name: String,
+    /// Version reported by the plugin.
+    pub version: String,
+    /// Lowercase hex sha256 of the wasm bytes.
+    pub sha256: String,
+}
+
+impl fmt::Display for PluginId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let short = self.sha256.get(..12).unwrap_or(&self.sha256);
+        write!(f, "`{}` {} (sha256 {short})", self.name, self.version)
+    }
+}
+
+/// What went wrong, and which limit was hit.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ErrorKind {
+    /// The bytes are not a loadable plugin (size, parse, validation, wrong world).
+    #[error("cannot load: {0}")]
+    Load(String),
+    /// The plugin's imports cannot be satisfied (unknown or forbidden interface).
+    #[error("cannot link: {0}")]
+    Link(String),
+    /// Fuel ran out.
+    #[error("ran out of fuel (limit {limit} units)")]
+    OutOfFuel {
+        /// The fuel limit.
+        limit: u64,
+    },
+    /// The guest ran past its wall-clock limit.
+    #[error("ran past its time limit of {limit_ms} ms")]
+    Timeout {
+        /// The limit in milliseconds.
+        limit_ms: u64,
+    },
+    /// The guest tried to grow memory past its cap.
+    #[error("tried to use more than its memory limit of {limit_bytes} bytes")]
+    Memory {
+        /// The cap in bytes.
+        limit_bytes: usize,
+    },
+    /// The guest overflowed the wasm stack.
+    #[error("overflowed its wasm stack (limit {limit_bytes} bytes)")]
+    StackOverflow {
+        /// The engine-wide stack cap.
+        limit_bytes: usize,
+    },
+    /// The guest trapped or panicked (`unreachable`, out-of-bounds access, Rust panic).
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// The guest called an import that the sandbox denies (WASI clock, random, sockets, ...).
+    #[error("called `{0}`, which the sandbox denies")]
+    Denied(String),
+    /// The guest sent more work through `reward` than its quota allows.
+    #[error("exceeded its reward quota: {0}")]
+    RewardQuota(String),
+    /// The guest wrote more log bytes than allowed.
+    #[error("wrote more than its log limit of {limit_bytes} bytes")]
+    LogLimit {
+        /// The cap in bytes.
+        limit_bytes: usize,
+    },
+    /// The request is larger than the plugin's input caps.
+    #[error("input too large: {0}")]
+    InputTooLarge(String),
+    /// The policy answered with its own error.
+    #[error("{0}")]
+    Policy(PolicyError),
+    /// A rule answered with an error for a candidate.
+    #[error("rule failed on candidate {index}: {message}")]
+    Rule {
+        /// Candidate index.
+        index: u32,
+        /// The rule's message.
+        message: String,
+    },
+    /// The guest returned something that breaks the output contract.
+    #[error("returned invalid output: {0}")]
+    InvalidOutput(String),
+}
+
+impl ErrorKind {
+    /// Stable kebab-case label, for metrics and API error types.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ErrorKind::Load(_) => "load",
+            ErrorKind::Link(_) => "link",
+            ErrorKind::OutOfFuel { .. } => "out-of-fuel",
+            ErrorKind::Timeout { .. } => "timeout",
+            ErrorKind::Memory { .. } => "memory",
+            ErrorKind::StackOverflow { .. } => "stack-overflow",
+            ErrorKind::Trap(_) => "trap",
+            ErrorKind::Denied(_) => "denied",
+            ErrorKind::RewardQuota(_) => "reward-quota",
+            ErrorKind::LogLimit { .. } => "log-limit",
+            ErrorKind::InputTooLarge(_) => "input-too-large",
+            ErrorKind::Policy(PolicyError::InvalidParams(_)) => "invalid-params",
+            ErrorKind::Policy(PolicyError::NoCandidates) => "no-candidates",
+            ErrorKind::Policy(PolicyError::Failed(_)) => "policy-failed",
+            ErrorKind::Rule { .. } => "rule-failed",
+            ErrorKind::InvalidOutput(_) => "invalid-output",
+        }
+    }
+
+    /// True when the guest, not the caller's input, is at fault: the plugin broke a limit or
+    /// the output contract. Caller faults are bad params, no candidates, oversize input.
+    pub fn is_plugin_fault(&self) -> bool {
+        !matches!(
+            self,
+            ErrorKind::InputTooLarge(_)
+                | ErrorKind::Policy(PolicyError::InvalidParams(_) | PolicyError::NoCandidates)
+        )
+    }
+}
+
+/// An error from loading or calling a plugin.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("plugin {plugin}: {kind}")]
+pub struct PluginError {
+    /// Which plugin.
+    pub plugin: PluginId,
+    /// What went wrong.
+    pub kind: ErrorKind,
+}
