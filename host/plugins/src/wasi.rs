@@ -96,7 +96,7 @@ pub(crate) fn define_instance(
     let iface = import.split_once('@').map_or(import, |(p, _)| p);
     for (name, item) in ty.exports(engine) {
         match item.ty {
-            ComponentItem::Resource(_) => define_resource(inst, iface, name)?,
+            ComponentItem::Resource(_) => define_resource(inst, name)?,
             ComponentItem::ComponentFunc(_) => {
                 if !define_stub(inst, iface, name)? {
                     let what = format!("{import}#{name}");
@@ -110,11 +110,14 @@ pub(crate) fn define_instance(
     Ok(())
 }
 
-fn define_resource(inst: &mut LinkerInstance<'_, CallState>, iface: &str, name: &str) -> wasmtime::Result<()> {
-    let ty = match (iface, name) {
-        ("wasi:io/streams", "output-stream") => ResourceType::host::<OutputStream>(),
-        ("wasi:io/streams", "input-stream") => ResourceType::host::<InputStream>(),
-        ("wasi:io/error", "error") => ResourceType::host::<IoError>(),
+/// Resources are matched by name alone: interfaces re-export the resources they `use`
+/// (`wasi:cli/stdout` carries `output-stream`, `wasi:io/streams` carries `error`), and each
+/// re-export must be the same type as the original.
+fn define_resource(inst: &mut LinkerInstance<'_, CallState>, name: &str) -> wasmtime::Result<()> {
+    let ty = match name {
+        "output-stream" => ResourceType::host::<OutputStream>(),
+        "input-stream" => ResourceType::host::<InputStream>(),
+        "error" => ResourceType::host::<IoError>(),
         _ => ResourceType::host::<Denied>(),
     };
     inst.resource(name, ty, |_, _| Ok(()))

@@ -1,0 +1,93 @@
+//! `arbiter bench plugins`: latency of one plugin call (fresh instance + `select`) with the
+//! bundled `argmax` policy, for several candidate counts. Reports p50/p99 over many
+//! iterations; never a pass/fail.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use arbiter::bundled;
+use arbiter_plugins::{Candidate, Limits, Message, NoModel, Request};
+use clap::{Args, ValueEnum};
+
+use super::Global;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum, default_value = "plugins")]
+    what: BenchTarget,
+    /// Candidate counts to measure, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [16usize, 64, 1024])]
+    sizes: Vec<usize>,
+    /// Timed iterations per size (after 10% warm-up).
+    #[arg(long, default_value_t = 2000)]
+    iterations: usize,
+    /// Bundled policy to measure.
+    #[arg(long, default_value = "argmax")]
+    policy: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BenchTarget {
+    /// Instantiate + select with a bundled policy.
+    Plugins,
+}
+
+pub fn run(global: &Global, args: BenchArgs) -> Result<()> {
+    let BenchTarget::Plugins = args.what;
+    let host = global.host()?;
+    let bytes = bundled::get(&args.policy).with_context(|| format!("`{}` is not a bundled plugin", args.policy))?;
+    let plugin = host.load(&args.policy, bytes, Limits::default())?;
+    println!("policy {} {}; {} iterations per size; instantiate + select per call", plugin.id().name, plugin.id().version, args.iterations);
+    println!("{:>6} {:>10} {:>10} {:>10} {:>12}", "N", "p50 µs", "p99 µs", "mean µs", "fuel/call");
+    let reward = Arc::new(NoModel);
+    for &n in &args.sizes {
+        let req = request(n);
+        let warmup = (args.iterations / 10).max(1);
+        let mut fuel = 0;
+        for _ in 0..warmup {
+            fuel = plugin.select(&req, reward.clone())?.1.fuel_used;
+        }
+        let mut samples: Vec<Duration> = Vec::with_capacity(args.iterations);
+        for _ in 0..args.iterations {
+            let start = Instant::now();
+            let out = plugin.select(&req, reward.clone())?;
+            samples.push(start.elapsed());
+            std::hint::black_box(out);
+        }
+        samples.sort();
+        let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+        let mean = samples.iter().sum::<Duration>() / samples.len().max(1) as u32;
+        println!(
+            "{n:>6} {:>10.1} {:>10.1} {:>10.1} {fuel:>12}",
+            us(pick(0.5)),
+            us(pick(0.99)),
+            us(mean)
+        );
+    }
+    Ok(())
+}
+
+/// A request with `n` candidates of realistic short length and distinct scores.
+fn request(n: usize) -> Request {
+    let candidates = (0..n)
+        .map(|i| Candidate {
+            index: i as u32,
+            text: format!("Candidate answer number {i}: the capital of France is Paris."),
+            tokens: 14,
+            score: Some(((i * 7919) % 1000) as f32 / 100.0 - 5.0),
+            features: Vec::new(),
+        })
+        .collect();
+    Request {
+        conversation: vec![Message { role: "user".into(), content: "What is the capital of France?".into() }],
+        candidates,
+        params: Vec::new(),
+        seed: 1,
+    }
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}

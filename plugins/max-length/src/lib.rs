@@ -1,0 +1,23 @@
+//! `max-length` rule: feature = −(tokens over `max_tokens`), 0 when within the limit.
+//! Param (addressed as `max-length.max_tokens` in a request): `max_tokens`, required.
+
+use arbiter_sdk::prelude::*;
+
+/// The max-length rule.
+pub struct MaxLength;
+
+impl Rule for MaxLength {
+    const NAME: &'static str = "max-length";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    fn score(_conversation: &[Message], candidate: &Candidate, params: &Params) -> Result<f32, String> {
+        let max = params
+            .integer("max_tokens")
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "parameter `max-length.max_tokens` is required".to_owned())?;
+        let over = u64::from(candidate.tokens).saturating_sub(max);
+        Ok(-(over as f32))
+    }
+}
+
+export_rule!(MaxLength);
