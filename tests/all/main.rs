@@ -1,1 +1,6 @@
+//! The workspace's integration tests: one binary (see `host/daemon/Cargo.toml`).
 
+mod bundled;
+mod cli;
+mod hostile;
+mod support;

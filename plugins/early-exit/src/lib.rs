@@ -44,20 +44,23 @@ impl Policy for EarlyExit {
                 model_calls += 1;
                 reward::score(&req.conversation, &missing).map_err(PolicyError::Failed)?.into_iter()
             };
+            let first_in_group = scored.len();
             for c in group {
                 let score = c.score.or_else(|| fresh.next());
                 scored.push(Candidate { score, ..c.clone() });
-                if score.is_some_and(|s| s >= min) {
-                    let ranking = rank_by_score(&scored);
-                    let reason = format!(
-                        "candidate {} scores {} >= min {min}; stopped after scoring {} of {} ({model_calls} model call(s))",
-                        c.index,
-                        score.unwrap_or(f32::NAN),
-                        scored.len(),
-                        req.candidates.len()
-                    );
-                    return Ok(Selection { chosen: Some(c.index), ranking, reason });
-                }
+            }
+            // The whole chunk was scored in one call: rank all of it, choose the first to clear.
+            let hit = scored[first_in_group..].iter().find(|c| c.score.is_some_and(|s| s >= min));
+            if let Some(c) = hit {
+                let reason = format!(
+                    "candidate {} scores {} >= min {min}; stopped after scoring {} of {} ({model_calls} model call(s))",
+                    c.index,
+                    c.score.unwrap_or(f32::NAN),
+                    scored.len(),
+                    req.candidates.len()
+                );
+                let chosen = Some(c.index);
+                return Ok(Selection { chosen, ranking: rank_by_score(&scored), reason });
             }
         }
         let ranking = rank_by_score(&scored);

@@ -16,7 +16,8 @@ impl Rule for MaxLength {
             .map_err(|e| e.to_string())?
             .ok_or_else(|| "parameter `max-length.max_tokens` is required".to_owned())?;
         let over = u64::from(candidate.tokens).saturating_sub(max);
-        Ok(-(over as f32))
+        // `-(0 as f32)` would be -0.0; within the limit the feature is a plain 0.
+        Ok(if over == 0 { 0.0 } else { -(over as f32) })
     }
 }
 

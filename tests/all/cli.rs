@@ -1,0 +1,94 @@
+//! The `arbiter` binary as a user runs it: exit codes, stdout JSON, one-line errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn arbiter(args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_arbiter"))
+        .args(args)
+        .env("ARBITER_CACHE_DIR", cache)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .output()
+        .expect("run arbiter")
+}
+
+fn stderr_line(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(text.trim_end().lines().count(), 1, "one line on stderr: {text}");
+    text
+}
+
+#[test]
+fn select_example_as_in_the_readme() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = arbiter(&["select", "--policy", "argmax", "--input", "examples/select.json"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
+    assert_eq!(v["chosen"], 0);
+    assert_eq!(v["ranking"], serde_json::json!([0, 1, 2, 3]));
+    assert_eq!(v["scores"][3], "NaN");
+    assert_eq!(v["policy"]["name"], "argmax");
+    assert_eq!(v["policy"]["sha256"].as_str().map(str::len), Some(64));
+}
+
+#[test]
+fn select_abstaining_is_success() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.json");
+    std::fs::write(&input, r#"{"candidates":[{"text":"a","score":0.1}],"params":{"min":0.5}}"#).expect("write");
+    let out = arbiter(&["select", "--policy", "threshold", "--input", input.to_str().expect("utf8")], dir.path());
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(v["chosen"].is_null());
+}
+
+#[test]
+fn select_errors_exit_2_with_one_clear_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.json");
+    let path = bad.to_str().expect("utf8");
+    let cases: [(&str, &[&str], &str); 4] = [
+        (r#"{"candidates":[{"text":"a","score":1}],"params":{"min":"x"}}"#, &["--policy", "threshold"], "`min`"),
+        (r#"{"candidates":[{"txt":"a"}]}"#, &["--policy", "argmax"], "txt"),
+        (r#"{"candidates":[{"text":"a"}]}"#, &["--policy", "argmax"], "no score"),
+        (r#"{"candidates":[{"text":"a","score":1}]}"#, &["--policy", "nosuch"], "bundled: argmax"),
+    ];
+    for (body, flags, needle) in cases {
+        std::fs::write(&bad, body).expect("write");
+        let mut args = vec!["select", "--input", path];
+        args.extend_from_slice(flags);
+        let out = arbiter(&args, dir.path());
+        assert_eq!(out.status.code(), Some(2), "{body}");
+        let line = stderr_line(&out);
+        assert!(line.contains(needle), "{body}: {line}");
+        assert!(out.stdout.is_empty());
+    }
+    // Plugin errors name the plugin.
+    std::fs::write(&bad, r#"{"candidates":[]}"#).expect("write");
+    let out = arbiter(&["select", "--policy", "argmax", "--input", path], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let line = stderr_line(&out);
+    assert!(line.contains("plugin `argmax` 1.0.0") && line.contains("no candidates"), "{line}");
+}
+
+#[test]
+fn plugin_list_and_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = arbiter(&["plugin", "list"], dir.path());
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in ["argmax", "threshold", "tie-break", "early-exit", "max-length"] {
+        assert!(text.lines().any(|l| l.starts_with(name) && l.contains("1.0.0")), "{name} in {text}");
+    }
+    let wasm = dir.path().join("tie-break.wasm");
+    std::fs::write(&wasm, arbiter::bundled::get("tie-break").expect("bundled")).expect("write");
+    let out = arbiter(
+        &["plugin", "check", wasm.to_str().expect("utf8"), "--input", "examples/select.json"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in ["world        policy", "wasi:cli/stderr", "(deny-all)", "sample call  fuel", "chosen=Some(0)"] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+}
