@@ -36,9 +36,7 @@ fn main() {
     let mut generated = String::from("/// `(name, wasm bytes)` of every bundled plugin, built by build.rs.\n");
     generated.push_str("pub const BUNDLED: &[(&str, &[u8])] = &[\n");
     for (package, _) in PLUGINS {
-        let artifact = target_dir
-            .join("wasm32-wasip2/release")
-            .join(format!("{}.wasm", package.replace('-', "_")));
+        let artifact = target_dir.join("wasm32-wasip2/release").join(format!("{}.wasm", package.replace('-', "_")));
         let embedded = out_dir.join(format!("{package}.wasm"));
         std::fs::copy(&artifact, &embedded)
             .unwrap_or_else(|e| panic!("bundled plugin {} missing after build: {e}", artifact.display()));

@@ -111,7 +111,12 @@ mod policy_glue {
     /// `info` export glue.
     pub fn policy_info<P: Policy>() -> wit::PolicyInfo {
         let i = P::info();
-        wit::PolicyInfo { name: i.name, version: i.version, wants_prescored: i.wants_prescored, params_doc: i.params_doc }
+        wit::PolicyInfo {
+            name: i.name,
+            version: i.version,
+            wants_prescored: i.wants_prescored,
+            params_doc: i.params_doc,
+        }
     }
 
     /// `select` export glue.

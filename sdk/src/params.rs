@@ -36,7 +36,9 @@ impl Params {
     pub fn reject_unknown(&self, known: &[&str]) -> Result<(), PolicyError> {
         match self.0.iter().find(|(k, _)| !known.contains(&k.as_str())) {
             None => Ok(()),
-            Some((k, _)) if known.is_empty() => Err(invalid(format!("unknown parameter `{k}` (this policy takes none)"))),
+            Some((k, _)) if known.is_empty() => {
+                Err(invalid(format!("unknown parameter `{k}` (this policy takes none)")))
+            }
             Some((k, _)) => Err(invalid(format!("unknown parameter `{k}` (accepted: {})", known.join(", ")))),
         }
     }

@@ -24,10 +24,8 @@ mod imp {
     use crate::types::Message;
 
     pub(super) fn score(conversation: &[Message], responses: &[String]) -> Result<Vec<f32>, String> {
-        let conv: Vec<types::Message> = conversation
-            .iter()
-            .map(|m| types::Message { role: m.role.clone(), content: m.content.clone() })
-            .collect();
+        let conv: Vec<types::Message> =
+            conversation.iter().map(|m| types::Message { role: m.role.clone(), content: m.content.clone() }).collect();
         reward::score(&conv, responses)
     }
 

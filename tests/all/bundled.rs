@@ -161,7 +161,8 @@ fn early_exit_stops_at_the_first_candidate_over_min() {
     let plugin = support::bundled(&host, "early-exit");
     assert!(!plugin.info().wants_prescored);
     let model = fake();
-    let req = with_params(lazy(&["s=0.1", "s=0.2", "s=0.9", "s=0.95", "s=0.3", "s=2"]), &[("min", "0.8"), ("chunk", "2")]);
+    let req =
+        with_params(lazy(&["s=0.1", "s=0.2", "s=0.9", "s=0.95", "s=0.3", "s=2"]), &[("min", "0.8"), ("chunk", "2")]);
     let (s, stats) = plugin.select(&req, model.clone()).expect("selects");
     assert_eq!(s.chosen, Some(2));
     assert_eq!(s.ranking, vec![3, 2, 1, 0], "ranks only what it scored");
@@ -190,7 +191,9 @@ fn early_exit_abstains_falls_back_and_reuses_known_scores() {
 fn early_exit_names_bad_params_and_reports_a_missing_model() {
     let req = lazy(&["a"]);
     assert!(invalid_param("early-exit", &req).contains("`min`"));
-    assert!(invalid_param("early-exit", &with_params(req.clone(), &[("min", "1"), ("chunk", "0")])).contains("`chunk`"));
+    assert!(
+        invalid_param("early-exit", &with_params(req.clone(), &[("min", "1"), ("chunk", "0")])).contains("`chunk`")
+    );
     let (host, _d) = support::host();
     let plugin = support::bundled(&host, "early-exit");
     let err = plugin.select(&with_params(req, &[("min", "1")]), Arc::new(NoModel)).expect_err("no model");

@@ -82,10 +82,8 @@ fn plugin_list_and_check() {
     }
     let wasm = dir.path().join("tie-break.wasm");
     std::fs::write(&wasm, arbiter::bundled::get("tie-break").expect("bundled")).expect("write");
-    let out = arbiter(
-        &["plugin", "check", wasm.to_str().expect("utf8"), "--input", "examples/select.json"],
-        dir.path(),
-    );
+    let out =
+        arbiter(&["plugin", "check", wasm.to_str().expect("utf8"), "--input", "examples/select.json"], dir.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in ["world        policy", "wasi:cli/stderr", "(deny-all)", "sample call  fuel", "chosen=Some(0)"] {

@@ -236,9 +236,7 @@ fn component_without_selector_export_is_refused() {
 fn time_inside_the_reward_import_is_not_charged() {
     let (host, _d) = support::host();
     let limits = Limits { timeout: Duration::from_millis(150), ..Limits::default() };
-    let early = host
-        .load("early-exit", arbiter::bundled::get("early-exit").expect("bundled"), limits)
-        .expect("loads");
+    let early = host.load("early-exit", arbiter::bundled::get("early-exit").expect("bundled"), limits).expect("loads");
     // Three model calls of 100 ms each: 300 ms of host time against a 150 ms guest limit.
     let model = Arc::new(support::FakeModel { delay: Duration::from_millis(100), ..Default::default() });
     let mut req = support::with_params(support::scored(&[]), &[("min", "5"), ("chunk", "1")]);

@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use arbiter_plugins::{
-    Candidate, HostConfig, Limits, Message, Plugin, PluginHost, Request, RewardBackend,
-};
+use arbiter_plugins::{Candidate, HostConfig, Limits, Message, Plugin, PluginHost, Request, RewardBackend};
 
 /// A host whose compile cache lives in a temp dir that outlives the host.
 pub fn host() -> (PluginHost, tempfile::TempDir) {
@@ -66,7 +64,13 @@ pub fn scored(scores: &[f32]) -> Request {
     let candidates = scores
         .iter()
         .enumerate()
-        .map(|(i, s)| Candidate { index: i as u32, text: format!("c{i}"), tokens: 1, score: Some(*s), features: vec![] })
+        .map(|(i, s)| Candidate {
+            index: i as u32,
+            text: format!("c{i}"),
+            tokens: 1,
+            score: Some(*s),
+            features: vec![],
+        })
         .collect();
     Request {
         conversation: vec![Message { role: "user".into(), content: "question".into() }],
@@ -128,7 +132,7 @@ const TEST_WORLDS: &str = "package test:hostile;
 /// Encodes a core module (WAT) as a component of `world` (one of TEST_WORLDS).
 pub fn component(world: &str, core_wat: &str) -> Vec<u8> {
     let mut resolve = wit_parser::Resolve::default();
-    resolve.push_dir(&wit_dir()).expect("arbiter wit parses");
+    resolve.push_dir(wit_dir()).expect("arbiter wit parses");
     for (name, text) in WASI_SUBSET {
         resolve.push_str(name, text).expect("wasi subset parses");
     }

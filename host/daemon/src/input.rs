@@ -220,8 +220,9 @@ mod tests {
 
     #[test]
     fn writes_special_scores_as_strings() {
-        let v = serde_json::to_string(&[Score(Some(f32::NAN)), Score(Some(f32::INFINITY)), Score(None), Score(Some(1.5))])
-            .expect("serialize");
+        let v =
+            serde_json::to_string(&[Score(Some(f32::NAN)), Score(Some(f32::INFINITY)), Score(None), Score(Some(1.5))])
+                .expect("serialize");
         assert_eq!(v, r#"["NaN","inf",null,1.5]"#);
     }
 }

@@ -121,9 +121,10 @@ pub fn run(
     let mut rule_params: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
     for (key, value) in &input.params {
         let value = value.clone().into_string();
-        let addressed = rules.iter().map(|r| r.id().name.as_str()).find(|name| {
-            key.strip_prefix(name).is_some_and(|rest| rest.starts_with('.'))
-        });
+        let addressed = rules
+            .iter()
+            .map(|r| r.id().name.as_str())
+            .find(|name| key.strip_prefix(name).is_some_and(|rest| rest.starts_with('.')));
         match addressed {
             Some(name) => rule_params.entry(name).or_default().push((key[name.len() + 1..].to_owned(), value)),
             None => policy_params.push((key.clone(), value)),
@@ -165,7 +166,11 @@ pub fn run(
 }
 
 /// Scores every candidate that has no score, in one backend call.
-fn prescore(conversation: &[Message], candidates: &mut [Candidate], reward: &dyn RewardBackend) -> Result<(), SelectError> {
+fn prescore(
+    conversation: &[Message],
+    candidates: &mut [Candidate],
+    reward: &dyn RewardBackend,
+) -> Result<(), SelectError> {
     let missing: Vec<usize> = candidates.iter().filter(|c| c.score.is_none()).map(|c| c.index as usize).collect();
     if missing.is_empty() {
         return Ok(());

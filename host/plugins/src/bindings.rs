@@ -71,12 +71,7 @@ impl From<&types::Request> for wit::Request {
 
 impl From<wit::PolicyInfo> for types::PolicyInfo {
     fn from(i: wit::PolicyInfo) -> Self {
-        Self {
-            name: i.name,
-            version: i.version,
-            wants_prescored: i.wants_prescored,
-            params_doc: i.params_doc,
-        }
+        Self { name: i.name, version: i.version, wants_prescored: i.wants_prescored, params_doc: i.params_doc }
     }
 }
 

@@ -122,8 +122,7 @@ impl ErrorKind {
     pub fn is_plugin_fault(&self) -> bool {
         !matches!(
             self,
-            ErrorKind::InputTooLarge(_)
-                | ErrorKind::Policy(PolicyError::InvalidParams(_) | PolicyError::NoCandidates)
+            ErrorKind::InputTooLarge(_) | ErrorKind::Policy(PolicyError::InvalidParams(_) | PolicyError::NoCandidates)
         )
     }
 }

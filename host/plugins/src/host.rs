@@ -122,7 +122,10 @@ impl PluginHost {
         let fail = |id: &PluginId, kind: ErrorKind| PluginError { plugin: id.clone(), kind };
         let max = self.shared.config.max_plugin_bytes;
         if bytes.len() > max {
-            return Err(fail(&id, ErrorKind::Load(format!("{} bytes exceeds the {max}-byte plugin size limit", bytes.len()))));
+            return Err(fail(
+                &id,
+                ErrorKind::Load(format!("{} bytes exceeds the {max}-byte plugin size limit", bytes.len())),
+            ));
         }
         check_component_header(bytes).map_err(|m| fail(&id, ErrorKind::Load(m)))?;
 
@@ -138,8 +141,12 @@ impl PluginHost {
         let linker = self.linker_for(&component).map_err(|m| fail(&id, ErrorKind::Link(m)))?;
         let pre = linker.instantiate_pre(&component).map_err(|e| fail(&id, ErrorKind::Link(format!("{e:#}"))))?;
         let prepared = match kind {
-            PluginKind::Policy => Prepared::Policy(PolicyPre::new(pre).map_err(|e| fail(&id, ErrorKind::Load(format!("{e:#}"))))?),
-            PluginKind::Rule => Prepared::Rule(RulePre::new(pre).map_err(|e| fail(&id, ErrorKind::Load(format!("{e:#}"))))?),
+            PluginKind::Policy => {
+                Prepared::Policy(PolicyPre::new(pre).map_err(|e| fail(&id, ErrorKind::Load(format!("{e:#}"))))?)
+            }
+            PluginKind::Rule => {
+                Prepared::Rule(RulePre::new(pre).map_err(|e| fail(&id, ErrorKind::Load(format!("{e:#}"))))?)
+            }
         };
         let report = LoadReport {
             size_bytes: bytes.len(),
@@ -190,11 +197,11 @@ impl PluginHost {
 /// Rejects core modules and garbage with a message saying what the bytes are.
 fn check_component_header(bytes: &[u8]) -> Result<(), String> {
     match bytes {
-        [0, b'a', b's', b'm', 1, 0, 0, 0, ..] => Err(
-            "this is a core wasm module, not a component: build for wasm32-wasip2, or wrap it with \
+        [0, b'a', b's', b'm', 1, 0, 0, 0, ..] => {
+            Err("this is a core wasm module, not a component: build for wasm32-wasip2, or wrap it with \
              `wasm-tools component new`"
-                .into(),
-        ),
+                .into())
+        }
         [0, b'a', b's', b'm', 0x0d, 0, 1, 0, ..] => Ok(()),
         [0, b'a', b's', b'm', ..] => Err("unsupported wasm binary version or layer".into()),
         _ if bytes.len() < 8 && bytes.starts_with(b"\0asm") => Err("truncated wasm header".into()),

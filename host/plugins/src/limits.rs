@@ -68,16 +68,12 @@ impl Limits {
     /// # Errors
     /// Names the key or value that is wrong.
     pub fn set(&mut self, assignment: &str) -> Result<(), String> {
-        let (key, value) = assignment
-            .split_once('=')
-            .ok_or_else(|| format!("limit `{assignment}` is not of the form key=value"))?;
-        let number: u64 = value
-            .trim()
-            .parse()
-            .map_err(|_| format!("limit `{key}`: `{value}` is not a non-negative integer"))?;
-        let as_usize = |n: u64| {
-            usize::try_from(n).map_err(|_| format!("limit `{key}`: {n} is too large for this platform"))
-        };
+        let (key, value) =
+            assignment.split_once('=').ok_or_else(|| format!("limit `{assignment}` is not of the form key=value"))?;
+        let number: u64 =
+            value.trim().parse().map_err(|_| format!("limit `{key}`: `{value}` is not a non-negative integer"))?;
+        let as_usize =
+            |n: u64| usize::try_from(n).map_err(|_| format!("limit `{key}`: {n} is too large for this platform"));
         match key.trim() {
             "fuel" => self.fuel = number,
             "timeout-ms" => self.timeout = Duration::from_millis(number),

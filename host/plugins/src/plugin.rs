@@ -159,9 +159,8 @@ impl Plugin {
         validate::request(req, &self.limits).map_err(|m| self.error(ErrorKind::InputTooLarge(m)))?;
         let wit_req = wit::Request::from(req);
         let mut store = call::new_store(&self.shared.engine, &self.limits, reward);
-        let outcome = pre
-            .instantiate(&mut store)
-            .and_then(|p| p.arbiter_policy_selector().call_select(&mut store, &wit_req));
+        let outcome =
+            pre.instantiate(&mut store).and_then(|p| p.arbiter_policy_selector().call_select(&mut store, &wit_req));
         let stats = call::finish(&mut store);
         let answer = outcome.map_err(|e| self.error(call::classify(&e, &stats, &self.limits, self.stack_cap())))?;
         let selection = answer.map_err(|e| self.error(ErrorKind::Policy(e.into())))?;

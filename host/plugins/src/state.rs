@@ -43,12 +43,7 @@ pub(crate) struct Limiter {
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.memory_cap {
             // An error (not `Ok(false)`) so the guest traps instead of seeing -1 and looping.
             return Err(wasmtime::Error::new(Abort::Memory));
@@ -57,12 +52,7 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > MAX_TABLE_ELEMENTS {
             return Err(wasmtime::Error::new(Abort::Memory));
         }
@@ -214,11 +204,9 @@ impl wit_reward::Host for CallState {
         let result = self.reward.score(&conversation, &responses);
         self.host_time += started.elapsed();
         Ok(match result {
-            Ok(scores) if scores.len() != responses.len() => Err(format!(
-                "reward backend returned {} scores for {} responses",
-                scores.len(),
-                responses.len()
-            )),
+            Ok(scores) if scores.len() != responses.len() => {
+                Err(format!("reward backend returned {} scores for {} responses", scores.len(), responses.len()))
+            }
             other => other,
         })
     }

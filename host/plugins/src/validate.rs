@@ -21,19 +21,14 @@ pub(crate) fn selection(s: Selection, n: usize, limits: &Limits) -> Result<Selec
     }
     let mut seen = vec![false; n];
     for &i in &s.ranking {
-        let slot = seen
-            .get_mut(i as usize)
-            .ok_or_else(|| format!("ranking index {i} is out of range for {n} candidates"))?;
+        let slot =
+            seen.get_mut(i as usize).ok_or_else(|| format!("ranking index {i} is out of range for {n} candidates"))?;
         if std::mem::replace(slot, true) {
             return Err(format!("ranking lists candidate {i} twice"));
         }
     }
     if s.reason.len() > limits.max_reason_bytes {
-        return Err(format!(
-            "reason is {} bytes, limit {}",
-            s.reason.len(),
-            limits.max_reason_bytes
-        ));
+        return Err(format!("reason is {} bytes, limit {}", s.reason.len(), limits.max_reason_bytes));
     }
     Ok(s)
 }
@@ -63,9 +58,7 @@ pub(crate) fn identity(info: &PolicyInfo) -> Result<(), String> {
             && value.len() <= MAX_IDENT
             && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'));
         if !ok {
-            return Err(format!(
-                "{what} {value:?} must be 1–{MAX_IDENT} characters of [A-Za-z0-9._+-]"
-            ));
+            return Err(format!("{what} {value:?} must be 1–{MAX_IDENT} characters of [A-Za-z0-9._+-]"));
         }
     }
     Ok(())
@@ -98,7 +91,12 @@ mod tests {
 
     #[test]
     fn identity_rules() {
-        let mut i = PolicyInfo { name: "argmax".into(), version: "1.0.0".into(), wants_prescored: true, params_doc: String::new() };
+        let mut i = PolicyInfo {
+            name: "argmax".into(),
+            version: "1.0.0".into(),
+            wants_prescored: true,
+            params_doc: String::new(),
+        };
         assert!(identity(&i).is_ok());
         i.name = "bad name".into();
         assert!(identity(&i).expect_err("space").contains("name"));

@@ -97,17 +97,26 @@ pub(crate) fn define_instance(
     for (name, item) in ty.exports(engine) {
         match item.ty {
             ComponentItem::Resource(_) => define_resource(inst, name)?,
-            ComponentItem::ComponentFunc(_) => {
-                if !define_stub(inst, iface, name)? {
-                    let what = format!("{import}#{name}");
-                    inst.func_new(name, move |_, _, _, _| Err(wasmtime::Error::new(Abort::Denied(what.clone()))))?;
-                }
-            }
+            ComponentItem::ComponentFunc(_) => define_func(inst, import, iface, name)?,
             // Type exports need no definition; anything else cannot appear in WASI 0.2.
             _ => {}
         }
     }
     Ok(())
+}
+
+/// Defines `name` as its non-trapping stub, or else as a trap naming the function.
+fn define_func(
+    inst: &mut LinkerInstance<'_, CallState>,
+    import: &str,
+    iface: &str,
+    name: &str,
+) -> wasmtime::Result<()> {
+    if define_stub(inst, iface, name)? {
+        return Ok(());
+    }
+    let what = format!("{import}#{name}");
+    inst.func_new(name, move |_, _, _, _| Err(wasmtime::Error::new(Abort::Denied(what.clone()))))
 }
 
 /// Resources are matched by name alone: interfaces re-export the resources they `use`
@@ -174,9 +183,7 @@ fn define_stub(inst: &mut LinkerInstance<'_, CallState>, iface: &str, name: &str
             })?;
         }
         ("wasi:io/error", "[method]error.to-debug-string") => {
-            inst.func_wrap(name, |_, (_e,): (Resource<IoError>,)| {
-                Ok(("denied by the arbiter sandbox".to_owned(),))
-            })?;
+            inst.func_wrap(name, |_, (_e,): (Resource<IoError>,)| Ok(("denied by the arbiter sandbox".to_owned(),)))?;
         }
         ("wasi:filesystem/preopens", "get-directories") => {
             inst.func_wrap(name, |_, (): ()| Ok((Vec::<(Resource<Denied>, String)>::new(),)))?;

@@ -24,7 +24,9 @@ impl Policy for Argmax {
                 ranking,
                 reason: format!("candidate {} has the highest score ({}) of {n}", c.index, c.score.unwrap_or(f32::NAN)),
             },
-            None => Selection { chosen: None, ranking, reason: format!("none of the {n} candidates has a usable score") },
+            None => {
+                Selection { chosen: None, ranking, reason: format!("none of the {n} candidates has a usable score") }
+            }
         })
     }
 }

@@ -36,8 +36,7 @@ impl Policy for EarlyExit {
         let mut scored: Vec<Candidate> = Vec::new();
         let mut model_calls = 0usize;
         for group in req.candidates.chunks(usize::try_from(chunk).unwrap_or(usize::MAX)) {
-            let missing: Vec<String> =
-                group.iter().filter(|c| c.score.is_none()).map(|c| c.text.clone()).collect();
+            let missing: Vec<String> = group.iter().filter(|c| c.score.is_none()).map(|c| c.text.clone()).collect();
             let mut fresh = if missing.is_empty() {
                 Vec::new().into_iter()
             } else {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use arbiter::input::SelectInput;
 use arbiter::bundled;
+use arbiter::input::SelectInput;
 use arbiter_plugins::{CallStats, Candidate, Limits, NoModel, Plugin, PluginKind, Request};
 use clap::Subcommand;
 
@@ -98,7 +98,8 @@ fn sample(plugin: &Plugin, input: &SelectInput, limits: &Limits) -> Result<()> {
     let params = input.params.iter().map(|(k, v)| (k.clone(), v.clone().into_string()));
     let stats = match plugin.kind() {
         PluginKind::Policy => {
-            let req = Request { conversation: input.conversation(), candidates, params: params.collect(), seed: input.seed };
+            let req =
+                Request { conversation: input.conversation(), candidates, params: params.collect(), seed: input.seed };
             let (selection, stats) = plugin.select(&req, Arc::new(NoModel))?;
             println!("sample       chosen={:?} ranking={:?}", selection.chosen, selection.ranking);
             println!("reason       {}", selection.reason);
