@@ -9,13 +9,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// (cargo package, world) of each bundled plugin; the package name is the plugin name.
-const PLUGINS: [(&str, &str); 5] = [
-    ("argmax", "policy"),
-    ("threshold", "policy"),
-    ("tie-break", "policy"),
-    ("early-exit", "policy"),
-    ("max-length", "rule"),
+/// (cargo package, world, bundled?) of each plugin; the package name is the plugin name.
+/// Unbundled ones are test fixtures, embedded under `bundled::fixture` only.
+const PLUGINS: [(&str, &str, bool); 6] = [
+    ("argmax", "policy", true),
+    ("threshold", "policy", true),
+    ("tie-break", "policy", true),
+    ("early-exit", "policy", true),
+    ("max-length", "rule", true),
+    ("sandbox-probe", "policy", false),
 ];
 
 fn main() {
@@ -29,20 +31,26 @@ fn main() {
     let target_dir = out_dir.ancestors().nth(4).unwrap_or(&out_dir).join("wasm-plugins");
 
     for world in ["policy", "rule"] {
-        let packages: Vec<&str> = PLUGINS.iter().filter(|(_, w)| *w == world).map(|(p, _)| *p).collect();
+        let packages: Vec<&str> = PLUGINS.iter().filter(|(_, w, _)| *w == world).map(|(p, _, _)| *p).collect();
         build(&root, &target_dir, &packages);
     }
 
-    let mut generated = String::from("/// `(name, wasm bytes)` of every bundled plugin, built by build.rs.\n");
-    generated.push_str("pub const BUNDLED: &[(&str, &[u8])] = &[\n");
-    for (package, _) in PLUGINS {
+    let mut bundled = String::new();
+    let mut fixtures = String::new();
+    for (package, _, is_bundled) in PLUGINS {
         let artifact = target_dir.join("wasm32-wasip2/release").join(format!("{}.wasm", package.replace('-', "_")));
         let embedded = out_dir.join(format!("{package}.wasm"));
         std::fs::copy(&artifact, &embedded)
             .unwrap_or_else(|e| panic!("bundled plugin {} missing after build: {e}", artifact.display()));
-        generated.push_str(&format!("    ({package:?}, include_bytes!({:?})),\n", embedded.display().to_string()));
+        let entry = format!("    ({package:?}, include_bytes!({:?})),\n", embedded.display().to_string());
+        if is_bundled { bundled.push_str(&entry) } else { fixtures.push_str(&entry) }
     }
-    generated.push_str("];\n");
+    let generated = format!(
+        "/// `(name, wasm bytes)` of every bundled plugin, built by build.rs.\n\
+         pub const BUNDLED: &[(&str, &[u8])] = &[\n{bundled}];\n\
+         /// `(name, wasm bytes)` of the test-fixture plugins (not offered to users).\n\
+         pub const FIXTURES: &[(&str, &[u8])] = &[\n{fixtures}];\n"
+    );
     std::fs::write(out_dir.join("bundled.rs"), generated).expect("write bundled.rs");
 }
 

@@ -205,16 +205,21 @@ fn max_length_rule_penalises_tokens_over_the_limit() {
     let (host, _d) = support::host();
     let rule = support::bundled(&host, "max-length");
     let argmax = support::bundled(&host, "tie-break");
+    let rules = std::slice::from_ref(&rule);
     let input = SelectInput::parse(
         r#"{"messages":[{"role":"user","content":"q"}],
             "candidates":[{"text":"one two three four five","score":1},{"text":"one two","score":1},{"text":"a b c","score":1}],
             "params":{"max-length.max_tokens":"3","by":"feature:max-length"}}"#,
     )
     .expect("input");
-    let out = arbiter::select::run(&argmax, &[rule], &input, fake()).expect("selects").output;
+    let out = arbiter::select::run(&argmax, rules, &input, fake()).expect("selects").output;
     let features: Vec<String> = out.features.iter().map(|f| serde_json::to_string(f).expect("json")).collect();
     assert_eq!(features, vec![r#"{"max-length":-2.0}"#, r#"{"max-length":0.0}"#, r#"{"max-length":0.0}"#]);
     assert_eq!(out.chosen, Some(1), "ties broken by the feature, then first");
+    // Without a tokenizer every count is 0, and the rule falls back to counting words.
+    let out = arbiter::select::run(&argmax, rules, &input, Arc::new(NoModel)).expect("selects").output;
+    let first = serde_json::to_string(&out.features[0]).expect("json");
+    assert_eq!(first, r#"{"max-length":-2.0}"#);
 }
 
 #[test]

@@ -3,4 +3,5 @@
 mod bundled;
 mod cli;
 mod hostile;
+mod rust_guest;
 mod support;

@@ -81,7 +81,7 @@ pub(crate) fn classify(err: &wasmtime::Error, stats: &CallStats, limits: &Limits
         Some(Trap::OutOfFuel) => ErrorKind::OutOfFuel { limit: limits.fuel },
         Some(Trap::StackOverflow) => ErrorKind::StackOverflow { limit_bytes: stack_cap },
         Some(Trap::Interrupt) => ErrorKind::Timeout { limit_ms: duration_ms(limits.timeout) },
-        Some(trap) => ErrorKind::Trap(with_stderr(format!("wasm trap: {trap}"), stats)),
+        Some(trap) => ErrorKind::Trap(with_stderr(trap.to_string(), stats)),
         // Not a trap: the guest handed the host something unliftable (bad pointer, invalid
         // UTF-8, bad discriminant) or instantiation failed.
         None => ErrorKind::Trap(with_stderr(format!("{err:#}"), stats)),

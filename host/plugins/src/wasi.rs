@@ -9,6 +9,7 @@
 //! | `wasi:cli/environment` | no variables, no arguments, no cwd |
 //! | `wasi:cli/stdout`, `stderr` | streams into the call's capped plugin log |
 //! | `wasi:cli/stdin` | an empty stream (reads report `closed`) |
+//! | `wasi:io/poll` (output-stream pollables only) | always ready: the log never blocks |
 //! | `wasi:cli/terminal-*` | no terminal |
 //! | `wasi:cli/exit` | ends the call with a trap |
 //! | `wasi:filesystem/preopens` | no directories, so no file can ever be opened |
@@ -67,6 +68,8 @@ pub(crate) fn classify(name: &str) -> ImportClass {
 pub(crate) struct OutputStream;
 pub(crate) struct InputStream;
 pub(crate) struct IoError;
+/// Readiness of an output stream: always ready (the log buffer never blocks).
+pub(crate) struct Pollable;
 /// Every resource a guest can never obtain (descriptors, sockets, pollables, ...).
 pub(crate) struct Denied;
 
@@ -127,6 +130,7 @@ fn define_resource(inst: &mut LinkerInstance<'_, CallState>, name: &str) -> wasm
         "output-stream" => ResourceType::host::<OutputStream>(),
         "input-stream" => ResourceType::host::<InputStream>(),
         "error" => ResourceType::host::<IoError>(),
+        "pollable" => ResourceType::host::<Pollable>(),
         _ => ResourceType::host::<Denied>(),
     };
     inst.resource(name, ty, |_, _| Ok(()))
@@ -176,6 +180,22 @@ fn define_stub(inst: &mut LinkerInstance<'_, CallState>, iface: &str, name: &str
         }
         ("wasi:io/streams", "[method]output-stream.flush" | "[method]output-stream.blocking-flush") => {
             inst.func_wrap(name, |_, (_s,): (Resource<OutputStream>,)| Ok((StreamResult::Ok(()),)))?;
+        }
+        // std's stdout/stderr path waits for writability before writing: say "ready" at once.
+        ("wasi:io/streams", "[method]output-stream.subscribe") => {
+            inst.func_wrap(name, |_, (s,): (Resource<OutputStream>,)| Ok((Resource::<Pollable>::new_own(s.rep()),)))?;
+        }
+        ("wasi:io/poll", "[method]pollable.ready") => {
+            inst.func_wrap(name, |_, (_p,): (Resource<Pollable>,)| Ok((true,)))?;
+        }
+        ("wasi:io/poll", "[method]pollable.block") => {
+            inst.func_wrap(name, |_, (_p,): (Resource<Pollable>,)| Ok(()))?;
+        }
+        // Only output streams hand out pollables, and they are always ready.
+        ("wasi:io/poll", "poll") => {
+            inst.func_wrap(name, |_, (ps,): (Vec<Resource<Pollable>>,)| {
+                Ok(((0..ps.len() as u32).collect::<Vec<u32>>(),))
+            })?;
         }
         ("wasi:io/streams", "[method]input-stream.read" | "[method]input-stream.blocking-read") => {
             inst.func_wrap(name, |_, (_s, _len): (Resource<InputStream>, u64)| {

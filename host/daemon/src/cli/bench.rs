@@ -39,13 +39,13 @@ pub fn run(global: &Global, args: BenchArgs) -> Result<()> {
     let host = global.host()?;
     let bytes = bundled::get(&args.policy).with_context(|| format!("`{}` is not a bundled plugin", args.policy))?;
     let plugin = host.load(&args.policy, bytes, Limits::default())?;
-    println!(
+    outln!(
         "policy {} {}; {} iterations per size; instantiate + select per call",
         plugin.id().name,
         plugin.id().version,
         args.iterations
     );
-    println!("{:>6} {:>10} {:>10} {:>10} {:>12}", "N", "p50 µs", "p99 µs", "mean µs", "fuel/call");
+    outln!("{:>6} {:>10} {:>10} {:>10} {:>12}", "N", "p50 µs", "p99 µs", "mean µs", "fuel/call");
     let reward = Arc::new(NoModel);
     for &n in &args.sizes {
         let req = request(n);
@@ -64,7 +64,7 @@ pub fn run(global: &Global, args: BenchArgs) -> Result<()> {
         samples.sort();
         let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
         let mean = samples.iter().sum::<Duration>() / samples.len().max(1) as u32;
-        println!("{n:>6} {:>10.1} {:>10.1} {:>10.1} {fuel:>12}", us(pick(0.5)), us(pick(0.99)), us(mean));
+        outln!("{n:>6} {:>10.1} {:>10.1} {:>10.1} {fuel:>12}", us(pick(0.5)), us(pick(0.99)), us(mean));
     }
     Ok(())
 }

@@ -1,5 +1,11 @@
 //! Command-line interface: the clap definitions and dispatch. `--help` text lives here.
 
+/// `println!` for command output: a closed stdout (`arbiter plugin list | head`) ends the
+/// process quietly with status 0 instead of panicking; any other write error is exit 2.
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::cli::write_out(format_args!($($arg)*)) };
+}
+
 mod bench;
 mod plugin;
 mod select;
@@ -83,6 +89,19 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Select(args) => select::run(&cli.global, args),
         Command::Plugin { command } => plugin::run(&cli.global, command),
         Command::Bench(args) => bench::run(&cli.global, args),
+    }
+}
+
+/// Writes one line of command output (see `outln!`).
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{args}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("arbiter: cannot write to stdout: {e}");
+        std::process::exit(2);
     }
 }
 

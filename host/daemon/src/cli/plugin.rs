@@ -38,12 +38,12 @@ pub fn run(global: &Global, command: PluginCommand) -> Result<()> {
 
 fn list(global: &Global) -> Result<()> {
     let host = global.host()?;
-    println!("{:<12} {:<8} {:<7} sha256", "name", "version", "kind");
+    outln!("{:<12} {:<8} {:<7} sha256", "name", "version", "kind");
     for name in bundled::names() {
         let bytes = bundled::get(name).context("bundled plugin vanished")?;
         let plugin = host.load(name, bytes, Limits::default())?;
         let id = plugin.id();
-        println!("{:<12} {:<8} {:<7} {}", id.name, id.version, plugin.kind().as_str(), id.sha256);
+        outln!("{:<12} {:<8} {:<7} {}", id.name, id.version, plugin.kind().as_str(), id.sha256);
     }
     Ok(())
 }
@@ -57,25 +57,21 @@ fn check(global: &Global, path: &std::path::Path, input: Option<&str>, limits: &
         PluginKind::Policy => "policy (exports arbiter:policy/selector)",
         PluginKind::Rule => "rule (exports arbiter:policy/scorer)",
     };
-    println!("plugin       {} {}", id.name, id.version);
-    println!("world        {world}");
-    println!("sha256       {}", id.sha256);
-    println!("size         {} bytes", report.size_bytes);
-    println!(
-        "compile      {} ({})",
-        ms(report.compile_time),
-        if report.from_cache { "from cache" } else { "compiled" }
-    );
+    outln!("plugin       {} {}", id.name, id.version);
+    outln!("world        {world}");
+    outln!("sha256       {}", id.sha256);
+    outln!("size         {} bytes", report.size_bytes);
+    outln!("compile      {} ({})", ms(report.compile_time), if report.from_cache { "from cache" } else { "compiled" });
     if plugin.kind() == PluginKind::Policy {
         let info = plugin.info();
-        println!("prescored    {}", info.wants_prescored);
+        outln!("prescored    {}", info.wants_prescored);
         for (i, line) in info.params_doc.lines().enumerate() {
-            println!("{}{line}", if i == 0 { "params       " } else { "             " });
+            outln!("{}{line}", if i == 0 { "params       " } else { "             " });
         }
     }
     for (i, name) in report.imports.iter().enumerate() {
         let how = if name.starts_with("arbiter:policy/") { "host" } else { "deny-all" };
-        println!("{}{name} ({how})", if i == 0 { "imports      " } else { "             " });
+        outln!("{}{name} ({how})", if i == 0 { "imports      " } else { "             " });
     }
     print_stats("info() call", &report.smoke, &Limits::smoke());
     if let Some(input) = input {
@@ -101,8 +97,8 @@ fn sample(plugin: &Plugin, input: &SelectInput, limits: &Limits) -> Result<()> {
             let req =
                 Request { conversation: input.conversation(), candidates, params: params.collect(), seed: input.seed };
             let (selection, stats) = plugin.select(&req, Arc::new(NoModel))?;
-            println!("sample       chosen={:?} ranking={:?}", selection.chosen, selection.ranking);
-            println!("reason       {}", selection.reason);
+            outln!("sample       chosen={:?} ranking={:?}", selection.chosen, selection.ranking);
+            outln!("reason       {}", selection.reason);
             stats
         }
         PluginKind::Rule => {
@@ -111,20 +107,20 @@ fn sample(plugin: &Plugin, input: &SelectInput, limits: &Limits) -> Result<()> {
             let params: Vec<(String, String)> =
                 params.filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_owned(), v))).collect();
             let (values, stats) = plugin.score(&input.conversation(), &candidates, &params)?;
-            println!("sample       features={values:?}");
+            outln!("sample       features={values:?}");
             stats
         }
     };
     print_stats("sample call", &stats, limits);
     for line in &stats.log {
-        println!("log          {}: {}", line.level, line.message);
+        outln!("log          {}: {}", line.level, line.message);
     }
     Ok(())
 }
 
 fn print_stats(label: &str, stats: &CallStats, limits: &Limits) {
     let pct = |used: f64, cap: f64| if cap > 0.0 { 100.0 * used / cap } else { 0.0 };
-    println!(
+    outln!(
         "{label:<12} fuel {} / {} ({:.3}%), peak memory {:.2} MiB / {:.0} MiB ({:.1}%), wall {} (guest {}) / {}",
         stats.fuel_used,
         limits.fuel,

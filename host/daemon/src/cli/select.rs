@@ -53,6 +53,6 @@ pub fn run(global: &Global, args: SelectArgs) -> Result<()> {
             eprintln!("[{plugin}] {}: {}", line.level, line.message);
         }
     }
-    println!("{}", serde_json::to_string_pretty(&outcome.output).context("serializing the output")?);
+    outln!("{}", serde_json::to_string_pretty(&outcome.output).context("serializing the output")?);
     Ok(())
 }
