@@ -12,6 +12,8 @@ extern crate self as arbiter_sdk;
 
 #[doc(hidden)]
 pub mod bindings;
+#[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
+mod bump;
 mod export;
 pub mod log;
 mod params;
@@ -30,6 +32,10 @@ pub use types::{Candidate, Message, PolicyError, PolicyInfo, Request, Selection}
 
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
+
+#[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
+#[global_allocator]
+static ALLOCATOR: bump::Bump = bump::Bump::new();
 
 #[cfg(all(target_arch = "wasm32", feature = "policy", feature = "rule"))]
 compile_error!("arbiter-sdk: enable exactly one of the `policy` and `rule` features for a wasm plugin");

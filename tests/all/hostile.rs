@@ -254,3 +254,49 @@ fn time_inside_the_reward_import_is_not_charged() {
     assert_eq!(model.calls.load(std::sync::atomic::Ordering::SeqCst), 3);
     assert!(stats.wall >= Duration::from_millis(300) && stats.guest_time < Duration::from_millis(150));
 }
+
+/// A backend that, while a policy is running, calls another plugin on the same host.
+struct Reentrant(Plugin);
+
+impl arbiter_plugins::RewardBackend for Reentrant {
+    fn score(&self, _c: &[arbiter_plugins::Message], _r: &[String]) -> Result<Vec<f32>, String> {
+        let (_, benign) = hostile_and_benign();
+        match self.0.select(&benign, Arc::new(NoModel)) {
+            Err(e) => Err(format!("{}: {e}", e.kind.label())),
+            Ok(_) => Err("the nested call unexpectedly found a free slot".into()),
+        }
+    }
+
+    fn count_tokens(&self, _text: &str) -> u32 {
+        0
+    }
+
+    fn describe(&self) -> String {
+        "reentrant".into()
+    }
+}
+
+#[test]
+fn a_full_instance_pool_is_busy_not_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = arbiter_plugins::HostConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        max_concurrent_instances: Some(1),
+        ..Default::default()
+    };
+    let host = PluginHost::new(config).expect("host");
+    let early = host.load("early-exit", arbiter::bundled::get("early-exit").expect("bundled"), Limits::default());
+    let early = early.expect("loads");
+    let argmax = support::bundled(&host, "argmax");
+    let mut req = support::with_params(support::scored(&[]), &[("min", "0")]);
+    req.candidates =
+        vec![arbiter_plugins::Candidate { index: 0, text: "x".into(), tokens: 1, score: None, features: vec![] }];
+    let err = early.select(&req, Arc::new(Reentrant(argmax))).expect_err("nested call finds no slot");
+    assert!(
+        matches!(&err.kind, ErrorKind::Policy(arbiter_plugins::PolicyError::Failed(m)) if m.starts_with("busy:")),
+        "{err}"
+    );
+    // Once the outer call is over its slot is free again.
+    let argmax = support::bundled(&host, "argmax");
+    argmax.select(&hostile_and_benign().1, Arc::new(NoModel)).expect("slot reused");
+}

@@ -1,6 +1,7 @@
 //! The workspace's integration tests: one binary (see `host/daemon/Cargo.toml`).
 
 mod bundled;
+mod cache;
 mod cli;
 mod hostile;
 mod rust_guest;

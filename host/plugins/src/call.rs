@@ -77,6 +77,9 @@ pub(crate) fn classify(err: &wasmtime::Error, stats: &CallStats, limits: &Limits
             Abort::Exit => ErrorKind::Trap(with_stderr("the guest called wasi:cli/exit".into(), stats)),
         };
     }
+    if let Some(pool) = err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return ErrorKind::Busy(pool.to_string());
+    }
     match err.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => ErrorKind::OutOfFuel { limit: limits.fuel },
         Some(Trap::StackOverflow) => ErrorKind::StackOverflow { limit_bytes: stack_cap },

@@ -75,6 +75,9 @@ pub enum ErrorKind {
         /// The cap in bytes.
         limit_bytes: usize,
     },
+    /// Every instance slot of the host is in use: too many concurrent plugin calls.
+    #[error("cannot start: the host is at its limit of concurrent plugin instances ({0})")]
+    Busy(String),
     /// The request is larger than the plugin's input caps.
     #[error("input too large: {0}")]
     InputTooLarge(String),
@@ -109,6 +112,7 @@ impl ErrorKind {
             ErrorKind::RewardQuota(_) => "reward-quota",
             ErrorKind::LogLimit { .. } => "log-limit",
             ErrorKind::InputTooLarge(_) => "input-too-large",
+            ErrorKind::Busy(_) => "busy",
             ErrorKind::Policy(PolicyError::InvalidParams(_)) => "invalid-params",
             ErrorKind::Policy(PolicyError::NoCandidates) => "no-candidates",
             ErrorKind::Policy(PolicyError::Failed(_)) => "policy-failed",
@@ -117,12 +121,15 @@ impl ErrorKind {
         }
     }
 
-    /// True when the guest, not the caller's input, is at fault: the plugin broke a limit or
-    /// the output contract. Caller faults are bad params, no candidates, oversize input.
+    /// True when the guest, not the caller or the host, is at fault: the plugin broke a limit
+    /// or the output contract. Not plugin faults: bad params, no candidates, oversize input
+    /// (the caller's) and a full instance pool (the host's load).
     pub fn is_plugin_fault(&self) -> bool {
         !matches!(
             self,
-            ErrorKind::InputTooLarge(_) | ErrorKind::Policy(PolicyError::InvalidParams(_) | PolicyError::NoCandidates)
+            ErrorKind::InputTooLarge(_)
+                | ErrorKind::Busy(_)
+                | ErrorKind::Policy(PolicyError::InvalidParams(_) | PolicyError::NoCandidates)
         )
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, types::ComponentItem};
-use wasmtime::{Config, Engine, OptLevel};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use crate::bindings::{Policy, PolicyPre, RulePre};
 use crate::cache::CompileCache;
@@ -33,6 +33,11 @@ pub struct HostConfig {
     pub cache_dir: Option<PathBuf>,
     /// Epoch tick: the granularity of the wall-clock limit.
     pub epoch_tick: Duration,
+    /// Plugin instances that may be alive at once (the pooling allocator's slot count);
+    /// `None` uses on-demand allocation (an mmap per instance) instead of the pool.
+    pub max_concurrent_instances: Option<u32>,
+    /// Largest per-plugin memory limit the host accepts (pool slot size).
+    pub max_plugin_memory: usize,
 }
 
 impl Default for HostConfig {
@@ -42,6 +47,8 @@ impl Default for HostConfig {
             max_plugin_bytes: 64 << 20,
             cache_dir: crate::cache::default_cache_dir(),
             epoch_tick: Duration::from_millis(5),
+            max_concurrent_instances: Some(128),
+            max_plugin_memory: 512 << 20,
         }
     }
 }
@@ -76,6 +83,19 @@ impl PluginHost {
             .epoch_interruption(true)
             .max_wasm_stack(config.max_wasm_stack)
             .cranelift_opt_level(OptLevel::Speed);
+        if let Some(slots) = config.max_concurrent_instances {
+            // Pooled slots stay mapped between calls, so a fresh instance per call costs no
+            // mmap/munmap: instantiate + teardown is what dominates a small policy call.
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_component_instances(slots)
+                .total_core_instances(slots.saturating_mul(8))
+                .total_memories(slots.saturating_mul(2))
+                .total_tables(slots.saturating_mul(4))
+                .max_memory_size(config.max_plugin_memory)
+                .linear_memory_keep_resident(64 << 10)
+                .table_keep_resident(16 << 10);
+            wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&wasm).map_err(|e| HostError(format!("{e:#}")))?;
         let weak = engine.weak();
         let tick = config.epoch_tick;
@@ -128,6 +148,15 @@ impl PluginHost {
             ));
         }
         check_component_header(bytes).map_err(|m| fail(&id, ErrorKind::Load(m)))?;
+        if limits.memory_bytes > self.shared.config.max_plugin_memory {
+            return Err(fail(
+                &id,
+                ErrorKind::Load(format!(
+                    "memory limit {} bytes exceeds the host maximum of {} bytes",
+                    limits.memory_bytes, self.shared.config.max_plugin_memory
+                )),
+            ));
+        }
 
         let started = Instant::now();
         let (component, cached) = self.compile(&id.sha256, bytes).map_err(|m| fail(&id, ErrorKind::Load(m)))?;

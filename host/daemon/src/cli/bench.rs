@@ -26,6 +26,16 @@ pub struct BenchArgs {
     /// Bundled policy to measure.
     #[arg(long, default_value = "argmax")]
     policy: String,
+    /// Instance allocation: `pooling` (the default host setting) or `on-demand` (an mmap per
+    /// instance), to compare the two.
+    #[arg(long, value_enum, default_value = "pooling")]
+    allocator: Allocator,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Allocator {
+    Pooling,
+    OnDemand,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -36,7 +46,11 @@ enum BenchTarget {
 
 pub fn run(global: &Global, args: BenchArgs) -> Result<()> {
     let BenchTarget::Plugins = args.what;
-    let host = global.host()?;
+    let host = if args.allocator == Allocator::OnDemand {
+        global.host_with(|c| c.max_concurrent_instances = None)?
+    } else {
+        global.host()?
+    };
     let bytes = bundled::get(&args.policy).with_context(|| format!("`{}` is not a bundled plugin", args.policy))?;
     let plugin = host.load(&args.policy, bytes, Limits::default())?;
     outln!(

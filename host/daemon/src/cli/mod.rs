@@ -73,12 +73,18 @@ impl LimitArgs {
 
 impl Global {
     fn host(&self) -> Result<PluginHost> {
+        self.host_with(|_| {})
+    }
+
+    /// A host with the global options applied, then `adjust`.
+    fn host_with(&self, adjust: impl FnOnce(&mut HostConfig)) -> Result<PluginHost> {
         let mut config = HostConfig::default();
         if self.no_cache {
             config.cache_dir = None;
         } else if let Some(dir) = &self.cache_dir {
             config.cache_dir = Some(dir.clone());
         }
+        adjust(&mut config);
         PluginHost::new(config).context("starting the plugin host")
     }
 }
