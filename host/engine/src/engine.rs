@@ -1,0 +1,288 @@
+//! The scoring engine: the `RewardModel` trait and its Llama implementation.
+//!
+//! Scoring N responses: render and tokenize each full conversation; take the longest token
+//! prefix common to all N (computing the prefix from the actual token ids is the boundary
+//! check: a template or tokenizer that merges across the candidate boundary simply yields a
+//! shorter shared prefix, never a wrong one); run that prefix once, in chunks; then run every
+//! candidate's remaining tokens over the prefix's cached key/values, packed into batches of at
+//! most `max_batch_tokens`. A candidate's score never depends on which others share its
+//! batch: every row of a packed matmul and every attention call is computed independently.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device};
+
+use crate::config::ModelConfig;
+use crate::error::{EngineError, Result, bad};
+use crate::model::{Chunk, KvBlocks, Llama};
+use crate::prompt::Prompter;
+use crate::template::Message;
+use crate::weights::Checkpoint;
+
+/// A reward model: scores responses to a conversation. Synchronous; implementations may
+/// block for as long as the computation takes.
+pub trait RewardModel: Send + Sync {
+    /// One score per response (higher is better), as the assistant's reply to `conversation`.
+    ///
+    /// # Errors
+    /// Inputs too long, template or tokenizer failures, compute failures.
+    fn score(&self, conversation: &[Message], responses: &[String]) -> Result<Vec<f32>>;
+
+    /// Tokens in `text` (plain text, no template, no special tokens added).
+    ///
+    /// # Errors
+    /// Tokenizer failures.
+    fn count_tokens(&self, text: &str) -> Result<u32>;
+
+    /// Short description for logs and `/info`.
+    fn describe(&self) -> String;
+}
+
+/// Knobs of the Llama engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineOptions {
+    /// Vocabulary id whose logit is the reward (`LlamaForCausalLM` checkpoints).
+    pub reward_token: u32,
+    /// Longest accepted conversation in tokens; `None` = the model's context.
+    pub max_input_tokens: Option<usize>,
+    /// Tokens per packed batch of candidates.
+    pub max_batch_tokens: usize,
+    /// Tokens per chunk when running long sequences (bounds activation memory).
+    pub chunk_tokens: usize,
+    /// Compute the shared token prefix once (on) or every full sequence separately (off).
+    pub share_prefix: bool,
+    /// Tokenize `<|…|>` text inside messages as plain text (off: as special tokens, like the reference).
+    pub neutralize_special_tokens: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            reward_token: 0,
+            max_input_tokens: None,
+            max_batch_tokens: 4096,
+            chunk_tokens: 512,
+            share_prefix: true,
+            neutralize_special_tokens: false,
+        }
+    }
+}
+
+/// Work done by one `score` call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScoreStats {
+    /// Tokens of all full sequences.
+    pub tokens_total: usize,
+    /// Tokens actually pushed through the decoder (prefix once + suffixes).
+    pub tokens_computed: usize,
+    /// Length of the shared prefix.
+    pub prefix_tokens: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// A Llama-3.x reward model loaded from a Hugging Face checkpoint directory.
+pub struct LlamaRewardModel {
+    model: Llama,
+    prompter: Prompter,
+    options: EngineOptions,
+    dir: String,
+}
+
+impl LlamaRewardModel {
+    /// Loads a checkpoint directory offline, on CPU in f32 (bf16/f16 weights are upcast).
+    ///
+    /// # Errors
+    /// Any missing or malformed file, named.
+    pub fn load(dir: &Path, options: EngineOptions) -> Result<Self> {
+        Self::load_on(dir, options, Device::Cpu, DType::F32)
+    }
+
+    /// Loads on a given device and compute dtype (the CUDA path uses bf16).
+    ///
+    /// # Errors
+    /// As [`LlamaRewardModel::load`].
+    pub fn load_on(dir: &Path, options: EngineOptions, device: Device, dtype: DType) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(bad(dir, "not a directory"));
+        }
+        let cfg = ModelConfig::load(&dir.join("config.json"))?;
+        let prompter = Prompter::load(dir, options.neutralize_special_tokens)?;
+        if prompter.vocab_size() > cfg.vocab_size {
+            return Err(bad(
+                dir.join("tokenizer.json"),
+                format!(
+                    "tokenizer has {} tokens but config.json vocab_size is {}",
+                    prompter.vocab_size(),
+                    cfg.vocab_size
+                ),
+            ));
+        }
+        if options.reward_token as usize >= cfg.vocab_size {
+            return Err(EngineError::Input(format!(
+                "reward token {} is outside the vocabulary ({} tokens)",
+                options.reward_token, cfg.vocab_size
+            )));
+        }
+        if options.chunk_tokens == 0 || options.max_batch_tokens == 0 {
+            return Err(EngineError::Input("chunk_tokens and max_batch_tokens must be positive".into()));
+        }
+        let ck = Checkpoint::open(dir, device, dtype)?;
+        let model = Llama::load(&cfg, &ck, options.reward_token)?;
+        Ok(Self { model, prompter, options, dir: dir.display().to_string() })
+    }
+
+    /// Architecture of the loaded checkpoint.
+    pub fn config(&self) -> &ModelConfig {
+        self.model.config()
+    }
+
+    /// Token ids of the conversation `messages + [assistant: response]`, as the reference
+    /// tokenizes it for scoring.
+    ///
+    /// # Errors
+    /// Template or tokenizer failures.
+    pub fn conversation_ids(&self, messages: &[Message], response: &str) -> Result<Vec<u32>> {
+        self.prompter.conversation_ids(messages, response)
+    }
+
+    fn check_length(&self, n: usize) -> Result<()> {
+        let context = self.model.config().max_position_embeddings;
+        if n > context {
+            return Err(EngineError::TooLong {
+                tokens: n,
+                limit: context,
+                limit_name: "model context (max_position_embeddings)",
+            });
+        }
+        if let Some(limit) = self.options.max_input_tokens
+            && n > limit
+        {
+            return Err(EngineError::TooLong { tokens: n, limit, limit_name: "configured limit (max_input_tokens)" });
+        }
+        Ok(())
+    }
+
+    /// Scores already-tokenized sequences, sharing their common prefix.
+    ///
+    /// # Errors
+    /// Empty sequences, lengths over the limits, compute failures.
+    pub fn score_ids(&self, sequences: &[Vec<u32>]) -> Result<(Vec<f32>, ScoreStats)> {
+        let started = Instant::now();
+        if sequences.is_empty() {
+            return Ok((Vec::new(), ScoreStats::default()));
+        }
+        for s in sequences {
+            if s.is_empty() {
+                return Err(EngineError::Input("a conversation rendered to zero tokens".into()));
+            }
+            self.check_length(s.len())?;
+        }
+        let layers = self.model.config().num_layers;
+        let shortest = sequences.iter().map(Vec::len).min().unwrap_or(0);
+        let prefix_len = if self.options.share_prefix {
+            let first = &sequences[0];
+            let common = sequences[1..]
+                .iter()
+                .fold(first.len(), |n, s| first.iter().zip(s).take(n).take_while(|(a, b)| a == b).count());
+            // Every candidate keeps at least one token of its own: its last position is read.
+            common.min(shortest - 1)
+        } else {
+            0
+        };
+        let prefix = self.run_sequence(&sequences[0][..prefix_len], 0, &KvBlocks::empty(layers))?.0;
+
+        let mut stats = ScoreStats {
+            tokens_total: sequences.iter().map(Vec::len).sum(),
+            tokens_computed: prefix_len,
+            prefix_tokens: prefix_len,
+            elapsed: Duration::ZERO,
+        };
+        let mut scores = vec![0.0f32; sequences.len()];
+        let chunk = self.options.chunk_tokens;
+        let mut batch: Vec<usize> = Vec::new();
+        let mut batch_tokens = 0;
+        let flush = |batch: &mut Vec<usize>, scores: &mut [f32]| -> Result<()> {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let chunks: Vec<Chunk<'_>> = batch
+                .iter()
+                .map(|&i| Chunk { tokens: &sequences[i][prefix_len..], start: prefix_len, context: &prefix })
+                .collect();
+            let outs = self.model.forward(&chunks)?;
+            let lasts: Vec<_> = outs.into_iter().map(|o| o.last).collect();
+            for (&i, s) in batch.iter().zip(self.model.rewards(&lasts)?) {
+                scores[i] = s;
+            }
+            batch.clear();
+            Ok(())
+        };
+        for (i, seq) in sequences.iter().enumerate() {
+            let own = seq.len() - prefix_len;
+            stats.tokens_computed += own;
+            if own > chunk {
+                // Long candidates run alone, chunk by chunk, so activations stay bounded.
+                let (_, last) = self.run_sequence(&seq[prefix_len..], prefix_len, &prefix)?;
+                scores[i] = self.model.rewards(std::slice::from_ref(
+                    &last.ok_or_else(|| EngineError::Compute("empty candidate suffix".into()))?,
+                ))?[0];
+                continue;
+            }
+            if batch_tokens + own > self.options.max_batch_tokens {
+                flush(&mut batch, &mut scores)?;
+                batch_tokens = 0;
+            }
+            batch.push(i);
+            batch_tokens += own;
+        }
+        flush(&mut batch, &mut scores)?;
+        stats.elapsed = started.elapsed();
+        Ok((scores, stats))
+    }
+
+    /// Runs `tokens` (starting at `start`, seeing `context`) chunk by chunk; returns the
+    /// context extended by them and the final hidden state of the last token.
+    fn run_sequence(
+        &self,
+        tokens: &[u32],
+        start: usize,
+        context: &KvBlocks,
+    ) -> Result<(KvBlocks, Option<candle_core::Tensor>)> {
+        let mut blocks = context.clone();
+        let mut last = None;
+        for (n, piece) in tokens.chunks(self.options.chunk_tokens).enumerate() {
+            let chunk = Chunk { tokens: piece, start: start + n * self.options.chunk_tokens, context: &blocks };
+            let out = self.model.forward(std::slice::from_ref(&chunk))?.pop();
+            let out = out.ok_or_else(|| EngineError::Compute("forward returned nothing".into()))?;
+            blocks.extend(&out.kv);
+            last = Some(out.last);
+        }
+        Ok((blocks, last))
+    }
+
+    /// Scores with statistics.
+    ///
+    /// # Errors
+    /// As [`RewardModel::score`].
+    pub fn score_with_stats(&self, conversation: &[Message], responses: &[String]) -> Result<(Vec<f32>, ScoreStats)> {
+        let ids = responses.iter().map(|r| self.conversation_ids(conversation, r)).collect::<Result<Vec<_>>>()?;
+        self.score_ids(&ids)
+    }
+}
+
+impl RewardModel for LlamaRewardModel {
+    fn score(&self, conversation: &[Message], responses: &[String]) -> Result<Vec<f32>> {
+        Ok(self.score_with_stats(conversation, responses)?.0)
+    }
+
+    fn count_tokens(&self, text: &str) -> Result<u32> {
+        Ok(u32::try_from(self.prompter.encoder().encode(text)?.len()).unwrap_or(u32::MAX))
+    }
+
+    fn describe(&self) -> String {
+        let c = self.model.config();
+        format!("{} ({} layers, hidden {}, {:?})", self.dir, c.num_layers, c.hidden_size, c.head)
+    }
+}

@@ -1,0 +1,32 @@
+//! arbiter-engine: Llama-3.x reward-model scoring on candle, reproducing the reference
+//! transformers code (Llama-3.3-Nemotron-70B-Select model card) exactly.
+//!
+//! A [`RewardModel`] scores N candidate responses to one conversation. The Llama
+//! implementation ([`LlamaRewardModel`]) renders `messages + [assistant: candidate]` with the
+//! checkpoint's chat template (`add_generation_prompt = false`), tokenizes without adding
+//! special tokens, runs the decoder, and reads the raw logit of the reward token (id 0 by
+//! default) at the last position — or the `score` head of a sequence-classification
+//! checkpoint. The token prefix shared by all candidates is computed once; candidates are
+//! packed into batches; attention is computed block-wise with an online softmax, so memory
+//! stays linear in sequence length.
+//!
+//! Synchronous by design: no async runtime, no wasmtime. Callers run it on their own thread.
+
+mod config;
+mod engine;
+mod error;
+mod fake;
+mod model;
+mod prompt;
+mod template;
+mod text;
+mod weights;
+
+pub use config::{Head, Llama3Scaling, ModelConfig};
+pub use engine::{EngineOptions, LlamaRewardModel, RewardModel, ScoreStats};
+pub use error::{EngineError, Result};
+pub use fake::FakeRewardModel;
+pub use prompt::Prompter;
+pub use template::{ChatTemplate, Message, is_python_space, python_strip};
+pub use text::{TextEncoder, neutralize};
+pub use weights::Checkpoint;

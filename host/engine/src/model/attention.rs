@@ -1,0 +1,116 @@
+//! Block-wise causal attention with an online softmax (the flash-attention recurrence), on
+//! plain candle ops.
+//!
+//! Keys/values arrive as blocks: the context (shared prefix and earlier chunks of the same
+//! sequence, all fully visible) and the query chunk's own block (causal). Scores are
+//! materialised one block at a time, so memory is `heads × chunk × block`, never `T × T`.
+//! GQA is handled by folding each kv head's query group into the row dimension
+//! (`[kv_heads, group × L, d]`), so keys and values are never repeated.
+//! Invariant: the own block comes last and every row sees its own diagonal there, so the
+//! running maximum is finite from the first block on (context blocks have no mask).
+
+use candle_core::{D, Tensor};
+
+use crate::error::Result;
+
+/// Running state of the online softmax for a set of query rows.
+struct Online {
+    max: Tensor,
+    sum: Tensor,
+    acc: Tensor,
+}
+
+impl Online {
+    fn absorb(state: Option<Online>, scores: Tensor, v: &Tensor) -> Result<Online> {
+        let block_max = scores.max_keepdim(D::Minus1)?;
+        Ok(match state {
+            None => {
+                let p = scores.broadcast_sub(&block_max)?.exp()?;
+                Online { sum: p.sum_keepdim(D::Minus1)?, acc: p.matmul(v)?, max: block_max }
+            }
+            Some(s) => {
+                let max = s.max.maximum(&block_max)?;
+                let correction = (&s.max - &max)?.exp()?;
+                let p = scores.broadcast_sub(&max)?.exp()?;
+                Online {
+                    sum: (s.sum.broadcast_mul(&correction)? + p.sum_keepdim(D::Minus1)?)?,
+                    acc: (s.acc.broadcast_mul(&correction)? + p.matmul(v)?)?,
+                    max,
+                }
+            }
+        })
+    }
+}
+
+/// Causal mask for a chunk of `len` queries over its own `len` keys, for `group` query heads
+/// folded into rows: `[group × len, len]`, 0 where visible, −∞ above the diagonal.
+pub fn causal_mask(group: usize, len: usize, like: &Tensor) -> Result<Tensor> {
+    let mut data = Vec::with_capacity(group * len * len);
+    for _ in 0..group {
+        for i in 0..len {
+            data.extend((0..len).map(|j| if j <= i { 0.0f32 } else { f32::NEG_INFINITY }));
+        }
+    }
+    Ok(Tensor::from_vec(data, (group * len, len), like.device())?.to_dtype(like.dtype())?)
+}
+
+/// Attention of `q` (`[kv_heads, group × L, d]`, already scaled by 1/√d) over `context` blocks
+/// (each `([kv_heads, B, d], [kv_heads, B, d])`) and its own causal block `own`
+/// (`[kv_heads, L, d]` twice, with `mask` from [`causal_mask`]). Returns `[kv_heads, group × L, d]`.
+pub fn attend(q: &Tensor, context: &[(Tensor, Tensor)], own: (&Tensor, &Tensor), mask: &Tensor) -> Result<Tensor> {
+    let mut state: Option<Online> = None;
+    for (k, v) in context {
+        let scores = q.matmul(&k.t()?)?;
+        state = Some(Online::absorb(state, scores, v)?);
+    }
+    let scores = q.matmul(&own.0.t()?)?.broadcast_add(mask)?;
+    let s = Online::absorb(state, scores, own.1)?;
+    Ok(s.acc.broadcast_div(&s.sum)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    use super::*;
+
+    /// Reference: full softmax attention over the concatenated keys with a causal tail.
+    fn naive(q: &Tensor, k: &Tensor, v: &Tensor, ctx: usize, group: usize, len: usize) -> Tensor {
+        let s = q.matmul(&k.t().expect("t")).expect("qk");
+        let total = ctx + len;
+        let mut mask = Vec::new();
+        for _ in 0..group {
+            for i in 0..len {
+                mask.extend((0..total).map(|j| if j <= ctx + i { 0.0f32 } else { f32::NEG_INFINITY }));
+            }
+        }
+        let mask = Tensor::from_vec(mask, (group * len, total), &Device::Cpu).expect("mask");
+        let p = candle_nn::ops::softmax_last_dim(&s.broadcast_add(&mask).expect("add")).expect("softmax");
+        p.matmul(v).expect("pv")
+    }
+
+    #[test]
+    fn blockwise_equals_full_softmax() {
+        let dev = Device::Cpu;
+        let (kvh, group, len, d) = (2, 3, 5, 8);
+        let q = Tensor::randn(0f32, 1.0, (kvh, group * len, d), &dev).expect("q");
+        let blocks: Vec<(Tensor, Tensor)> = [4usize, 7, 2]
+            .iter()
+            .map(|&b| {
+                (
+                    Tensor::randn(0f32, 1.0, (kvh, b, d), &dev).expect("k"),
+                    Tensor::randn(0f32, 1.0, (kvh, b, d), &dev).expect("v"),
+                )
+            })
+            .collect();
+        let own_k = Tensor::randn(0f32, 1.0, (kvh, len, d), &dev).expect("k");
+        let own_v = Tensor::randn(0f32, 1.0, (kvh, len, d), &dev).expect("v");
+        let mask = causal_mask(group, len, &q).expect("mask");
+        let got = attend(&q, &blocks, (&own_k, &own_v), &mask).expect("attend");
+        let all_k = Tensor::cat(&[&blocks[0].0, &blocks[1].0, &blocks[2].0, &own_k], 1).expect("cat");
+        let all_v = Tensor::cat(&[&blocks[0].1, &blocks[1].1, &blocks[2].1, &own_v], 1).expect("cat");
+        let want = naive(&q, &all_k, &all_v, 13, group, len);
+        let diff = (got - want).expect("sub").abs().expect("abs").max_all().expect("max");
+        assert!(diff.to_scalar::<f32>().expect("scalar") < 1e-5);
+    }
+}

@@ -1,0 +1,202 @@
+//! The Llama decoder as a reward model: weights, and a forward pass over packed chunks that
+//! reuses cached key/value blocks.
+//!
+//! A forward call takes several [`Chunk`]s (token runs, each with its start position and the
+//! key/value blocks it may attend to) and packs their tokens into one matrix, so every
+//! projection and MLP is one large matmul; attention runs per chunk over its own blocks. It
+//! returns each chunk's new key/value blocks and the final-norm hidden state of its last
+//! token. Device- and dtype-generic: nothing here assumes CPU or f32.
+
+mod attention;
+mod rope;
+
+use candle_core::{D, DType, Device, Tensor};
+
+use crate::config::{Head, ModelConfig};
+use crate::error::Result;
+use crate::weights::Checkpoint;
+
+pub(crate) use rope::Rope;
+
+/// Key/value blocks per layer: `layers[l]` is a list of `(k, v)`, each `[kv_heads, B, d]`.
+#[derive(Debug, Clone, Default)]
+pub struct KvBlocks {
+    pub layers: Vec<Vec<(Tensor, Tensor)>>,
+}
+
+impl KvBlocks {
+    /// Empty blocks for `n` layers.
+    pub fn empty(n: usize) -> Self {
+        Self { layers: vec![Vec::new(); n] }
+    }
+
+    /// Appends `other`'s blocks after this one's (tensor handles are shared, not copied).
+    pub fn extend(&mut self, other: &KvBlocks) {
+        for (mine, theirs) in self.layers.iter_mut().zip(&other.layers) {
+            mine.extend(theirs.iter().cloned());
+        }
+    }
+}
+
+/// One run of tokens to push through the decoder.
+pub struct Chunk<'a> {
+    /// Token ids.
+    pub tokens: &'a [u32],
+    /// Position of the first token.
+    pub start: usize,
+    /// Blocks visible to every token of the chunk.
+    pub context: &'a KvBlocks,
+}
+
+/// What a chunk produced.
+pub struct ChunkOut {
+    /// Its key/value blocks (one block per layer).
+    pub kv: KvBlocks,
+    /// Final-norm hidden state of its last token, `[1, hidden]`.
+    pub last: Tensor,
+}
+
+struct Layer {
+    input_norm: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    o: Tensor,
+    post_norm: Tensor,
+    gate: Tensor,
+    up: Tensor,
+    down: Tensor,
+}
+
+/// Decoder weights plus the reward head row.
+pub struct Llama {
+    cfg: ModelConfig,
+    rope: Rope,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    /// `[1, hidden]`: the reward token's `lm_head` row (or tied embedding row), or `score`.
+    head: Tensor,
+    device: Device,
+    dtype: DType,
+}
+
+fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    Ok(x.matmul(&w.t()?)?)
+}
+
+impl Llama {
+    /// Loads every tensor, checking shapes against `cfg`; keeps one row of the output head.
+    pub fn load(cfg: &ModelConfig, ck: &Checkpoint, reward_token: u32) -> Result<Self> {
+        let (h, kvd, qd, inter) =
+            (cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, cfg.num_heads * cfg.head_dim, cfg.intermediate_size);
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for i in 0..cfg.num_layers {
+            let p = |s: &str| format!("model.layers.{i}.{s}");
+            layers.push(Layer {
+                input_norm: ck.tensor(&p("input_layernorm.weight"), &[h])?,
+                q: ck.tensor(&p("self_attn.q_proj.weight"), &[qd, h])?,
+                k: ck.tensor(&p("self_attn.k_proj.weight"), &[kvd, h])?,
+                v: ck.tensor(&p("self_attn.v_proj.weight"), &[kvd, h])?,
+                o: ck.tensor(&p("self_attn.o_proj.weight"), &[h, qd])?,
+                post_norm: ck.tensor(&p("post_attention_layernorm.weight"), &[h])?,
+                gate: ck.tensor(&p("mlp.gate_proj.weight"), &[inter, h])?,
+                up: ck.tensor(&p("mlp.up_proj.weight"), &[inter, h])?,
+                down: ck.tensor(&p("mlp.down_proj.weight"), &[h, inter])?,
+            });
+        }
+        let vocab = cfg.vocab_size;
+        let row = reward_token as usize;
+        let head = match cfg.head {
+            Head::Score => ck.tensor("score.weight", &[1, h])?,
+            // Some tied checkpoints still ship an lm_head copy; the tied row is the same values.
+            Head::LmHeadRow { tied } if tied && !ck.has("lm_head.weight") => {
+                ck.row("model.embed_tokens.weight", vocab, h, row)?
+            }
+            Head::LmHeadRow { .. } => ck.row("lm_head.weight", vocab, h, row)?,
+        };
+        Ok(Self {
+            rope: Rope::new(cfg),
+            embed: ck.tensor("model.embed_tokens.weight", &[vocab, h])?,
+            layers,
+            norm: ck.tensor("model.norm.weight", &[h])?,
+            head,
+            device: ck.device().clone(),
+            dtype: ck.dtype(),
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// Architecture.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// Reward of each final hidden row: `head · h`.
+    pub fn rewards(&self, last: &[Tensor]) -> Result<Vec<f32>> {
+        if last.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = Tensor::cat(last, 0)?;
+        let scores = linear(&rows, &self.head)?.squeeze(D::Minus1)?;
+        Ok(scores.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+    }
+
+    /// Pushes `chunks` through the decoder together (see the module docs).
+    pub fn forward(&self, chunks: &[Chunk<'_>]) -> Result<Vec<ChunkOut>> {
+        let cfg = &self.cfg;
+        let (nh, kvh, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let group = nh / kvh;
+        let ids: Vec<u32> = chunks.iter().flat_map(|c| c.tokens.iter().copied()).collect();
+        let positions: Vec<usize> = chunks.iter().flat_map(|c| c.start..c.start + c.tokens.len()).collect();
+        let total = ids.len();
+        let ids = Tensor::from_vec(ids, total, &self.device)?;
+        let mut x = self.embed.index_select(&ids, 0)?;
+        let (cos, sin) = self.rope.cos_sin(&positions, &self.device, self.dtype)?;
+        let scale = 1.0 / (d as f64).sqrt();
+        let masks: Vec<Tensor> =
+            chunks.iter().map(|c| attention::causal_mask(group, c.tokens.len(), &x)).collect::<Result<_>>()?;
+        let mut new_kv: Vec<KvBlocks> = chunks.iter().map(|_| KvBlocks::empty(self.layers.len())).collect();
+
+        for (li, layer) in self.layers.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &layer.input_norm, cfg.rms_norm_eps as f32)?;
+            // [T, heads*d] -> [1, heads, T, d] for rope, then per-chunk slices.
+            let to_heads = |t: Tensor, heads: usize| -> Result<Tensor> {
+                Ok(t.reshape((total, heads, d))?.transpose(0, 1)?.contiguous()?.unsqueeze(0)?)
+            };
+            let q = candle_nn::rotary_emb::rope(&to_heads(linear(&h, &layer.q)?, nh)?, &cos, &sin)?.squeeze(0)?;
+            let k = candle_nn::rotary_emb::rope(&to_heads(linear(&h, &layer.k)?, kvh)?, &cos, &sin)?.squeeze(0)?;
+            let v = to_heads(linear(&h, &layer.v)?, kvh)?.squeeze(0)?;
+            let q = (q * scale)?;
+
+            let mut outs = Vec::with_capacity(chunks.len());
+            let mut offset = 0;
+            for (ci, chunk) in chunks.iter().enumerate() {
+                let len = chunk.tokens.len();
+                // [heads, L, d] -> [kvh, group*L, d]: each kv head's query group folded into rows.
+                let qc = q.narrow(1, offset, len)?.contiguous()?.reshape((kvh, group * len, d))?;
+                let kc = k.narrow(1, offset, len)?.contiguous()?;
+                let vc = v.narrow(1, offset, len)?.contiguous()?;
+                let o = attention::attend(&qc, &chunk.context.layers[li], (&kc, &vc), &masks[ci])?;
+                // back to [L, heads*d]
+                outs.push(o.reshape((nh, len, d))?.transpose(0, 1)?.reshape((len, nh * d))?);
+                new_kv[ci].layers[li].push((kc, vc));
+                offset += len;
+            }
+            let attn = Tensor::cat(&outs, 0)?;
+            x = (x + linear(&attn, &layer.o)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.post_norm, cfg.rms_norm_eps as f32)?;
+            let mlp = (candle_nn::ops::silu(&linear(&h, &layer.gate)?)? * linear(&h, &layer.up)?)?;
+            x = (x + linear(&mlp, &layer.down)?)?;
+        }
+
+        let mut out = Vec::with_capacity(chunks.len());
+        let mut end = 0;
+        for (chunk, kv) in chunks.iter().zip(new_kv) {
+            end += chunk.tokens.len();
+            let last = candle_nn::ops::rms_norm(&x.narrow(0, end - 1, 1)?, &self.norm, cfg.rms_norm_eps as f32)?;
+            out.push(ChunkOut { kv, last });
+        }
+        Ok(out)
+    }
+}
