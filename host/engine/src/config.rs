@@ -230,7 +230,7 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let e = parse(r#"{"hidden_size":64}"#).expect_err("missing").to_string();
-        assert!(e.contains("config.json") && e.contains("intermediate_size"), "{e}");
+        assert!(e.contains("config.json") && e.contains("missing `num_attention_heads`"), "{e}");
         let e = parse(&format!(r#"{{{BASE},"num_key_value_heads":3}}"#)).expect_err("gqa").to_string();
         assert!(e.contains("multiple"), "{e}");
         let e = parse(&format!(r#"{{{BASE},"rope_scaling":{{"rope_type":"yarn"}}}}"#)).expect_err("yarn").to_string();
