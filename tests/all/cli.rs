@@ -90,3 +90,94 @@ fn plugin_list_and_check() {
         assert!(text.contains(needle), "{needle} in {text}");
     }
 }
+
+#[test]
+fn score_adds_scores_in_input_order_and_keeps_fields() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out =
+        arbiter(&["score", "--model", "tests/fixtures/tiny-llama-f32", "--input", "examples/score.jsonl"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["id"], "q1");
+    assert_eq!(lines[1]["id"], "q2");
+    // The same conversations are golden cases 0 and 1 of the fixture.
+    let goldens: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/goldens.json"))
+            .expect("goldens"),
+    )
+    .expect("json");
+    let cases = &goldens["fixtures"]["tiny-llama-f32"];
+    for (line, case) in lines.iter().zip([&cases[0], &cases[1]]) {
+        let got = line["scores"].as_array().expect("scores");
+        assert_eq!(got.len(), line["responses"].as_array().expect("responses").len());
+        for (i, g) in got.iter().enumerate() {
+            let want = case["scores"][i].as_f64().expect("golden");
+            assert!((g.as_f64().expect("score") - want).abs() <= 1e-4, "line {line}: {g} vs {want}");
+        }
+    }
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("responses/s") && summary.contains("tokens/s"), "{summary}");
+}
+
+#[test]
+fn score_stops_at_a_bad_line_naming_it_and_keeps_earlier_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.jsonl");
+    let output = dir.path().join("out.jsonl");
+    std::fs::write(
+        &input,
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"responses\":[\"a\"]}\n{\"messages\":\"oops\",\"responses\":[]}\n",
+    )
+    .expect("write");
+    let out = arbiter(
+        &[
+            "score",
+            "--model",
+            "tests/fixtures/tiny-llama-f32",
+            "--input",
+            input.to_str().expect("utf8"),
+            "--output",
+            output.to_str().expect("utf8"),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let line = stderr_tail(&out);
+    assert!(line.contains("line 2") && line.contains("messages"), "{line}");
+    let written = std::fs::read_to_string(&output).expect("output");
+    assert_eq!(written.lines().count(), 1, "the scored first line is kept");
+}
+
+#[test]
+fn select_with_a_model_scores_unscored_candidates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.json");
+    std::fs::write(
+        &input,
+        r#"{"messages":[{"role":"user","content":"What is the capital of France?"}],"responses":["Lyon","Paris.","The capital of France is Paris."]}"#,
+    )
+    .expect("write");
+    let out = arbiter(
+        &[
+            "select",
+            "--policy",
+            "argmax",
+            "--model",
+            "tests/fixtures/tiny-llama-f32",
+            "--input",
+            input.to_str().expect("utf8"),
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["chosen"], 1, "golden scores: Paris. 2.97 > long 0.66 > Lyon -0.05");
+    assert!(v["scores"].as_array().expect("scores").iter().all(|s| s.is_f64()));
+}
+
+/// The last line of stderr (the error line, after any load messages).
+fn stderr_tail(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).trim_end().lines().last().unwrap_or_default().to_owned()
+}

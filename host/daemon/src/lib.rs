@@ -7,4 +7,5 @@
 
 pub mod bundled;
 pub mod input;
+pub mod reward;
 pub mod select;

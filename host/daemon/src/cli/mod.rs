@@ -8,6 +8,7 @@ macro_rules! outln {
 
 mod bench;
 mod plugin;
+mod score;
 mod select;
 
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ struct Global {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Score JSONL conversations with a reward model; each line gets `"scores"` added.
+    Score(score::ScoreArgs),
     /// Run a policy (and optional rules) on one request; print the selection as JSON.
     Select(select::SelectArgs),
     /// Inspect plugins.
@@ -49,6 +52,44 @@ enum Command {
     },
     /// Measure plugin-call latency (instantiate + select).
     Bench(bench::BenchArgs),
+}
+
+/// Engine settings (`score`, and `select --model`).
+#[derive(Debug, Args, Clone)]
+struct EngineArgs {
+    /// CPU threads for the engine (default: all cores).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Vocabulary id whose logit is the reward (LlamaForCausalLM checkpoints).
+    #[arg(long, default_value_t = 0, value_name = "ID")]
+    reward_token: u32,
+    /// Refuse conversations longer than this many tokens (default: the model's context).
+    #[arg(long, value_name = "N")]
+    max_input_tokens: Option<usize>,
+    /// Candidate tokens per packed batch.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    max_batch_tokens: usize,
+    /// Compute every full sequence separately instead of sharing the common prefix.
+    #[arg(long)]
+    no_prefix_sharing: bool,
+    /// Tokenize `<|...|>` text inside messages as plain text, not as special tokens
+    /// (the reference does not; scores change).
+    #[arg(long)]
+    neutralize_special_tokens: bool,
+}
+
+impl EngineArgs {
+    /// Applies `--threads` before any engine thread exists.
+    fn apply_threads(&self) {
+        if let Some(n) = self.threads {
+            // SAFETY: called at the start of a command, before this process starts any thread
+            // (the engine's thread pool reads this variable when it is first used).
+            #[allow(unsafe_code, reason = "setting RAYON_NUM_THREADS before any thread starts")]
+            unsafe {
+                std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+            }
+        }
+    }
 }
 
 /// Limit overrides shared by commands that run plugins.
@@ -92,6 +133,7 @@ impl Global {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Score(args) => score::run(args),
         Command::Select(args) => select::run(&cli.global, args),
         Command::Plugin { command } => plugin::run(&cli.global, command),
         Command::Bench(args) => bench::run(&cli.global, args),

@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use arbiter::input::SelectInput;
+use arbiter::reward::EngineBackend;
 use arbiter::select;
-use arbiter_plugins::NoModel;
+use arbiter_plugins::{NoModel, RewardBackend};
 use clap::Args;
 
-use super::{Global, LimitArgs, read_input};
+use super::{EngineArgs, Global, LimitArgs, read_input};
 
 #[derive(Debug, Args)]
 pub struct SelectArgs {
@@ -26,11 +27,18 @@ pub struct SelectArgs {
     /// Print the plugins' log lines to stderr.
     #[arg(long)]
     show_log: bool,
+    /// Reward model checkpoint directory: scores candidates that have no score and serves
+    /// lazy policies' `reward` calls. Without it, every candidate needs a score.
+    #[arg(long, value_name = "DIR")]
+    model: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    engine: EngineArgs,
     #[command(flatten)]
     limits: LimitArgs,
 }
 
 pub fn run(global: &Global, args: SelectArgs) -> Result<()> {
+    args.engine.apply_threads();
     let text = read_input(&args.input)?;
     let input = SelectInput::parse(&text).with_context(|| format!("invalid input {}", args.input))?;
     let policy_spec = args
@@ -47,7 +55,11 @@ pub fn run(global: &Global, args: SelectArgs) -> Result<()> {
         .chain(&input.rules)
         .map(|spec| select::load_plugin(&host, spec, &limits))
         .collect::<Result<Vec<_>, _>>()?;
-    let outcome = select::run(&policy, &rules, &input, Arc::new(NoModel))?;
+    let reward: Arc<dyn RewardBackend> = match &args.model {
+        Some(dir) => Arc::new(EngineBackend::new(Arc::new(args.engine.load(dir)?))),
+        None => Arc::new(NoModel),
+    };
+    let outcome = select::run(&policy, &rules, &input, reward)?;
     if args.show_log {
         for (plugin, line) in &outcome.logs {
             eprintln!("[{plugin}] {}: {}", line.level, line.message);

@@ -24,7 +24,9 @@ impl Rope {
             for f in &mut inv_freq {
                 let wavelen = 2.0 * std::f32::consts::PI / *f;
                 let scaled = if wavelen > low_wavelen { *f / s.factor } else { *f };
-                let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                // transformers: ~(wavelen < high) & ~(wavelen > low); wavelengths are finite, so this is
+                // the closed interval.
+                let medium = (high_wavelen..=low_wavelen).contains(&wavelen);
                 *f = if medium {
                     let smooth = (s.original_max_position_embeddings / wavelen - s.low_freq_factor)
                         / (s.high_freq_factor - s.low_freq_factor);
