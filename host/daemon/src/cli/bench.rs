@@ -10,13 +10,32 @@ use arbiter::bundled;
 use arbiter_plugins::{Candidate, Limits, Message, NoModel, Request};
 use clap::{Args, ValueEnum};
 
-use super::Global;
+use super::{EngineArgs, Global};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// What to measure.
+    /// What to measure: `plugins` (instantiate + select), `engine` (reward-model scoring of
+    /// `--input` cases, prefix sharing on and off), `matmul` (this CPU's f32 matmul peak),
+    /// `long` (one long conversation: time and peak memory).
     #[arg(value_enum, default_value = "plugins")]
     what: BenchTarget,
+    /// Model directory (`engine`, `long`).
+    #[arg(long, value_name = "DIR")]
+    model: Option<std::path::PathBuf>,
+    /// JSONL cases for `engine` (same shape as `score --input`).
+    #[arg(long, value_name = "FILE")]
+    input: Option<std::path::PathBuf>,
+    /// Runs per case for `engine` (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// `reference.json` from scripts/reference/bench_reference.py, to compare against.
+    #[arg(long, value_name = "FILE")]
+    reference: Option<std::path::PathBuf>,
+    /// Conversation length for `long`, in tokens.
+    #[arg(long, default_value_t = 32768)]
+    tokens: usize,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Candidate counts to measure, comma separated.
     #[arg(long, value_delimiter = ',', default_values_t = [16usize, 64, 1024])]
     sizes: Vec<usize>,
@@ -42,10 +61,28 @@ enum Allocator {
 enum BenchTarget {
     /// Instantiate + select with a bundled policy.
     Plugins,
+    /// Reward-model scoring.
+    Engine,
+    /// f32 matmul peak.
+    Matmul,
+    /// A long conversation.
+    Long,
 }
 
 pub fn run(global: &Global, args: BenchArgs) -> Result<()> {
-    let BenchTarget::Plugins = args.what;
+    let model = || args.model.as_deref().context("this benchmark needs --model DIR");
+    match args.what {
+        BenchTarget::Plugins => plugins(global, &args),
+        BenchTarget::Engine => {
+            let input = args.input.as_deref().context("`bench engine` needs --input FILE.jsonl")?;
+            super::bench_engine::engine(model()?, input, &args.engine, args.repeat, args.reference.as_ref())
+        }
+        BenchTarget::Matmul => super::bench_engine::matmul(&args.engine),
+        BenchTarget::Long => super::bench_engine::long(model()?, args.tokens, &args.engine),
+    }
+}
+
+fn plugins(global: &Global, args: &BenchArgs) -> Result<()> {
     let host = if args.allocator == Allocator::OnDemand {
         global.host_with(|c| c.max_concurrent_instances = None)?
     } else {

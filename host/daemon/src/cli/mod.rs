@@ -7,6 +7,7 @@ macro_rules! outln {
 }
 
 mod bench;
+mod bench_engine;
 mod plugin;
 mod score;
 mod select;

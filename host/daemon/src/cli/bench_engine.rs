@@ -1,0 +1,204 @@
+//! `arbiter bench engine|matmul|long`: reward-engine throughput, prefix sharing on vs off,
+//! achieved GFLOP/s against this CPU's measured matmul peak, and peak memory on long inputs.
+//! Reports numbers only; targets are judged in BENCHMARKS.md, never asserted.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use arbiter_engine::{Message, ModelConfig, RewardModel};
+use candle_core::{Device, Tensor};
+
+use super::EngineArgs;
+
+/// One benchmark case: a conversation and its candidate responses.
+struct Case {
+    messages: Vec<Message>,
+    responses: Vec<String>,
+}
+
+fn read_cases(path: &Path) -> Result<Vec<Case>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            let v: serde_json::Value = serde_json::from_str(l).with_context(|| format!("line {}", i + 1))?;
+            Ok(Case {
+                messages: serde_json::from_value(v["messages"].clone()).context("messages")?,
+                responses: serde_json::from_value(v["responses"].clone()).context("responses")?,
+            })
+        })
+        .collect()
+}
+
+/// Forward FLOPs for the given sequences: every projection and MLP matmul per computed token,
+/// plus attention (QKᵀ and PV) over each token's visible keys. The one-row reward head is
+/// negligible and not counted.
+fn flops(cfg: &ModelConfig, sequences: &[Vec<u32>], prefix: usize) -> f64 {
+    let (h, d, nh, kvh, i) = (
+        cfg.hidden_size as f64,
+        cfg.head_dim as f64,
+        cfg.num_heads as f64,
+        cfg.num_kv_heads as f64,
+        cfg.intermediate_size as f64,
+    );
+    let per_token_linear = 2.0 * (h * nh * d * 2.0 + h * kvh * d * 2.0 + 3.0 * h * i);
+    let attention_per_key = 4.0 * nh * d;
+    let mut tokens = 0.0;
+    let mut keys = 0.0;
+    // the shared prefix once: token t sees t + 1 keys
+    tokens += prefix as f64;
+    keys += (prefix * (prefix + 1) / 2) as f64;
+    for s in sequences {
+        for t in prefix..s.len() {
+            tokens += 1.0;
+            keys += (t + 1) as f64;
+        }
+    }
+    cfg.num_layers as f64 * (tokens * per_token_linear + keys * attention_per_key)
+}
+
+fn common_prefix(seqs: &[Vec<u32>]) -> usize {
+    let first = &seqs[0];
+    let shortest = seqs.iter().map(Vec::len).min().unwrap_or(0);
+    seqs[1..]
+        .iter()
+        .fold(first.len(), |n, s| first.iter().zip(s).take(n).take_while(|(a, b)| a == b).count())
+        .min(shortest - 1)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB, where the OS reports it.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+pub fn engine(
+    model_dir: &Path,
+    input: &Path,
+    engine: &EngineArgs,
+    repeat: usize,
+    reference: Option<&PathBuf>,
+) -> Result<()> {
+    engine.apply_threads();
+    let cases = read_cases(input)?;
+    println!("model {}; {} cases; median of {repeat} runs per case", model_dir.display(), cases.len());
+    let mut medians = Vec::new();
+    let mut all_scores = Vec::new();
+    for share in [true, false] {
+        let mut args = engine.clone();
+        args.no_prefix_sharing = !share;
+        let model = args.load(model_dir)?;
+        let cfg = model.config().clone();
+        let (mut per_case, mut total_flops, mut tokens_total, mut tokens_computed) = (Vec::new(), 0.0, 0, 0);
+        let mut scores = Vec::new();
+        for case in &cases {
+            let ids: Vec<Vec<u32>> =
+                case.responses.iter().map(|r| model.conversation_ids(&case.messages, r)).collect::<Result<_, _>>()?;
+            let prefix = if share { common_prefix(&ids) } else { 0 };
+            total_flops += flops(&cfg, &ids, prefix);
+            let mut runs = Vec::new();
+            for _ in 0..repeat.max(1) {
+                let (s, stats) = model.score_with_stats(&case.messages, &case.responses)?;
+                runs.push(stats.elapsed.as_secs_f64());
+                tokens_total += stats.tokens_total;
+                tokens_computed += stats.tokens_computed;
+                if runs.len() == 1 {
+                    scores.push(s);
+                }
+            }
+            per_case.push(median(runs));
+        }
+        let secs: f64 = per_case.iter().sum();
+        let n_responses: usize = cases.iter().map(|c| c.responses.len()).sum();
+        println!(
+            "prefix sharing {:<3}: {:.3} s per case (median), {:.1} responses/s, {:.0} tokens/s, tokens computed/total {}/{}, {:.1} GFLOP/s",
+            if share { "on" } else { "off" },
+            secs / cases.len() as f64,
+            n_responses as f64 / secs,
+            (tokens_total / repeat.max(1)) as f64 / secs,
+            tokens_computed / repeat.max(1),
+            tokens_total / repeat.max(1),
+            total_flops / secs / 1e9
+        );
+        medians.push(secs);
+        all_scores.push(scores);
+    }
+    println!("prefix sharing on/off time ratio: {:.3}", medians[0] / medians[1]);
+    if let Some(path) = reference {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let r: serde_json::Value = serde_json::from_str(&text).context("reference json")?;
+        let ref_secs: f64 = r["times_s"].as_array().context("times_s")?.iter().filter_map(|t| t.as_f64()).sum();
+        let ref_scores: Vec<Vec<f32>> = serde_json::from_value(r["scores"].clone()).context("scores")?;
+        let diff = ref_scores
+            .iter()
+            .flatten()
+            .zip(all_scores[0].iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        println!(
+            "reference transformers loop: {:.3} s per case; arbiter is {:.2}x faster (prefix sharing on); max |score diff| {diff:e}",
+            ref_secs / cases.len() as f64,
+            ref_secs / medians[0]
+        );
+    }
+    if let Some(rss) = peak_rss_mib() {
+        println!("peak RSS {rss:.0} MiB");
+    }
+    Ok(())
+}
+
+pub fn matmul(engine: &EngineArgs) -> Result<()> {
+    engine.apply_threads();
+    let dev = Device::Cpu;
+    let mut best: f64 = 0.0;
+    println!("f32 matmul on candle CPU, median of 5 after warm-up");
+    for (m, k, n) in [(512usize, 1024usize, 3072usize), (2048, 1024, 1024), (1024, 1024, 1024), (2048, 2048, 2048)] {
+        let a = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+        let b = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
+        let _ = a.matmul(&b.t()?)?;
+        let mut runs = Vec::new();
+        for _ in 0..5 {
+            let start = Instant::now();
+            let c = a.matmul(&b.t()?)?;
+            std::hint::black_box(c);
+            runs.push(start.elapsed().as_secs_f64());
+        }
+        let gflops = 2.0 * (m * k * n) as f64 / median(runs) / 1e9;
+        best = best.max(gflops);
+        println!("  [{m}x{k}] x [{k}x{n}]ᵀ: {gflops:.1} GFLOP/s");
+    }
+    println!("peak {best:.1} GFLOP/s");
+    Ok(())
+}
+
+pub fn long(model_dir: &Path, tokens: usize, engine: &EngineArgs) -> Result<()> {
+    engine.apply_threads();
+    let model = engine.load(model_dir)?;
+    let before = peak_rss_mib();
+    let per_word = model.count_tokens("lorem ipsum dolor ").unwrap_or(3).max(1) as usize;
+    let words = tokens / per_word * 3;
+    let messages = vec![Message { role: "user".into(), content: "lorem ipsum dolor ".repeat(words / 3) }];
+    let responses = vec!["short answer".to_owned(), "another short answer".to_owned()];
+    let started = Instant::now();
+    let (scores, stats) = model.score_with_stats(&messages, &responses)?;
+    let elapsed: Duration = started.elapsed();
+    println!(
+        "{} tokens per conversation ({} computed): scores {scores:?} in {:.2} s",
+        stats.tokens_total / 2,
+        stats.tokens_computed,
+        elapsed.as_secs_f64()
+    );
+    if let (Some(b), Some(a)) = (before, peak_rss_mib()) {
+        println!("peak RSS {b:.0} MiB after loading, {a:.0} MiB after scoring");
+    }
+    Ok(())
+}
