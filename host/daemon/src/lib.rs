@@ -9,3 +9,4 @@ pub mod bundled;
 pub mod input;
 pub mod reward;
 pub mod select;
+pub mod serve;

@@ -4,6 +4,7 @@
 //! for the same body. Parameters named `<rule>.<key>` go to that rule (prefix stripped);
 //! the rest go to the policy.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -87,15 +88,16 @@ pub struct Outcome {
 ///
 /// # Errors
 /// [`SelectError::Input`] for a wrong body; [`SelectError::Plugin`] for any plugin failure.
-pub fn run(
+pub fn run<R: Borrow<Plugin>>(
     policy: &Plugin,
-    rules: &[Plugin],
+    rules: &[R],
     input: &SelectInput,
     reward: Arc<dyn RewardBackend>,
 ) -> Result<Outcome, SelectError> {
     if policy.kind() != PluginKind::Policy {
         return Err(SelectError::Input(format!("plugin {} is a rule, not a policy", policy.id())));
     }
+    let rules: Vec<&Plugin> = rules.iter().map(Borrow::borrow).collect();
     if let Some(rule) = rules.iter().find(|r| r.kind() != PluginKind::Rule) {
         return Err(SelectError::Input(format!("plugin {} is a policy, not a rule", rule.id())));
     }
@@ -131,7 +133,7 @@ pub fn run(
         }
     }
     let mut logs = Vec::new();
-    for rule in rules {
+    for rule in &rules {
         let params = rule_params.get(rule.id().name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
         let (values, stats) = rule.score(&conversation, &candidates, params)?;
         logs.extend(stats.log.into_iter().map(|l| (rule.id().name.clone(), l)));

@@ -37,6 +37,33 @@ pub trait RewardModel: Send + Sync {
 
     /// Short description for logs and `/info`.
     fn describe(&self) -> String;
+
+    /// Tokenizes one request for [`RewardModel::score_prepared`] (any thread; no model compute).
+    ///
+    /// # Errors
+    /// Template or tokenizer failures, inputs over the length limits.
+    fn prepare(&self, conversation: &[Message], responses: &[String]) -> Result<Prepared>;
+
+    /// Scores several prepared requests together, packing candidates of different requests
+    /// into the same batches. One result per request, in order; a failing request does not
+    /// fail the others unless the shared computation itself fails.
+    fn score_prepared(&self, requests: &[Prepared]) -> Vec<Result<Vec<f32>>>;
+}
+
+/// A request tokenized for batch scoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// Token ids of each full conversation (`messages + [assistant: response]`).
+    pub sequences: Vec<Vec<u32>>,
+    /// The responses, as given.
+    pub responses: Vec<String>,
+}
+
+impl Prepared {
+    /// Tokens over all sequences (the batching budget).
+    pub fn tokens(&self) -> usize {
+        self.sequences.iter().map(Vec::len).sum()
+    }
 }
 
 /// Knobs of the Llama engine.
@@ -170,76 +197,136 @@ impl LlamaRewardModel {
     /// Empty sequences, lengths over the limits, compute failures.
     pub fn score_ids(&self, sequences: &[Vec<u32>]) -> Result<(Vec<f32>, ScoreStats)> {
         let started = Instant::now();
-        if sequences.is_empty() {
-            return Ok((Vec::new(), ScoreStats::default()));
+        let mut out = self.score_many(std::slice::from_ref(&sequences.to_vec()));
+        let (scores, mut stats) = out.pop().unwrap_or_else(|| Ok((Vec::new(), ScoreStats::default())))?;
+        stats.elapsed = started.elapsed();
+        Ok((scores, stats))
+    }
+
+    fn prefix_len(&self, sequences: &[Vec<u32>]) -> usize {
+        if !self.options.share_prefix || sequences.is_empty() {
+            return 0;
         }
+        let shortest = sequences.iter().map(Vec::len).min().unwrap_or(0);
+        let first = &sequences[0];
+        let common = sequences[1..]
+            .iter()
+            .fold(first.len(), |n, s| first.iter().zip(s).take(n).take_while(|(a, b)| a == b).count());
+        // Every candidate keeps at least one token of its own: its last position is read.
+        common.min(shortest.saturating_sub(1))
+    }
+
+    fn validate(&self, sequences: &[Vec<u32>]) -> Result<()> {
         for s in sequences {
             if s.is_empty() {
                 return Err(EngineError::Input("a conversation rendered to zero tokens".into()));
             }
             self.check_length(s.len())?;
         }
-        let layers = self.model.config().num_layers;
-        let shortest = sequences.iter().map(Vec::len).min().unwrap_or(0);
-        let prefix_len = if self.options.share_prefix {
-            let first = &sequences[0];
-            let common = sequences[1..]
-                .iter()
-                .fold(first.len(), |n, s| first.iter().zip(s).take(n).take_while(|(a, b)| a == b).count());
-            // Every candidate keeps at least one token of its own: its last position is read.
-            common.min(shortest - 1)
-        } else {
-            0
-        };
-        let prefix = self.run_sequence(&sequences[0][..prefix_len], 0, &KvBlocks::empty(layers))?.0;
+        Ok(())
+    }
 
-        let mut stats = ScoreStats {
-            tokens_total: sequences.iter().map(Vec::len).sum(),
-            tokens_computed: prefix_len,
-            prefix_tokens: prefix_len,
-            elapsed: Duration::ZERO,
-        };
-        let mut scores = vec![0.0f32; sequences.len()];
-        let chunk = self.options.chunk_tokens;
-        let mut batch: Vec<usize> = Vec::new();
-        let mut batch_tokens = 0;
-        let flush = |batch: &mut Vec<usize>, scores: &mut [f32]| -> Result<()> {
-            if batch.is_empty() {
-                return Ok(());
+    /// Scores several requests (each a list of full sequences) together: each request's
+    /// prefix runs once, then the candidates of all requests share packed batches.
+    pub fn score_many(&self, requests: &[Vec<Vec<u32>>]) -> Vec<Result<(Vec<f32>, ScoreStats)>> {
+        let layers = self.model.config().num_layers;
+        struct Live {
+            prefix_len: usize,
+            prefix: KvBlocks,
+            scores: Vec<f32>,
+            stats: ScoreStats,
+        }
+        let mut live: Vec<Result<Live>> = requests
+            .iter()
+            .map(|seqs| {
+                self.validate(seqs)?;
+                let prefix_len = self.prefix_len(seqs);
+                let prefix = match seqs.first() {
+                    Some(first) => self.run_sequence(&first[..prefix_len], 0, &KvBlocks::empty(layers))?.0,
+                    None => KvBlocks::empty(layers),
+                };
+                let stats = ScoreStats {
+                    tokens_total: seqs.iter().map(Vec::len).sum(),
+                    tokens_computed: prefix_len + seqs.iter().map(|s| s.len() - prefix_len).sum::<usize>(),
+                    prefix_tokens: prefix_len,
+                    elapsed: Duration::ZERO,
+                };
+                Ok(Live { prefix_len, prefix, scores: vec![0.0; seqs.len()], stats })
+            })
+            .collect();
+
+        // (request, candidate) pairs still to score, in order.
+        let mut pending: Vec<(usize, usize)> = Vec::new();
+        for (r, seqs) in requests.iter().enumerate() {
+            if live[r].is_ok() {
+                pending.extend((0..seqs.len()).map(|c| (r, c)));
             }
-            let chunks: Vec<Chunk<'_>> = batch
-                .iter()
-                .map(|&i| Chunk { tokens: &sequences[i][prefix_len..], start: prefix_len, context: &prefix })
-                .collect();
-            let outs = self.model.forward(&chunks)?;
-            let lasts: Vec<_> = outs.into_iter().map(|o| o.last).collect();
-            for (&i, s) in batch.iter().zip(self.model.rewards(&lasts)?) {
-                scores[i] = s;
+        }
+        let chunk = self.options.chunk_tokens;
+        let mut batch: Vec<(usize, usize)> = Vec::new();
+        let mut batch_tokens = 0;
+        let mut failures: Vec<(usize, String)> = Vec::new();
+        let flush = |batch: &mut Vec<(usize, usize)>,
+                     live: &mut Vec<Result<Live>>,
+                     failures: &mut Vec<(usize, String)>| {
+            if batch.is_empty() {
+                return;
+            }
+            let result = (|| -> Result<Vec<f32>> {
+                let chunks: Vec<Chunk<'_>> = batch
+                    .iter()
+                    .map(|&(r, c)| {
+                        let l = live[r].as_ref().map_err(|e| EngineError::Compute(e.to_string()))?;
+                        Ok(Chunk { tokens: &requests[r][c][l.prefix_len..], start: l.prefix_len, context: &l.prefix })
+                    })
+                    .collect::<Result<_>>()?;
+                let outs = self.model.forward(&chunks)?;
+                let lasts: Vec<_> = outs.into_iter().map(|o| o.last).collect();
+                self.model.rewards(&lasts)
+            })();
+            match result {
+                Ok(scores) => {
+                    for (&(r, c), s) in batch.iter().zip(scores) {
+                        if let Ok(l) = &mut live[r] {
+                            l.scores[c] = s;
+                        }
+                    }
+                }
+                Err(e) => failures.extend(batch.iter().map(|&(r, _)| (r, e.to_string()))),
             }
             batch.clear();
-            Ok(())
         };
-        for (i, seq) in sequences.iter().enumerate() {
-            let own = seq.len() - prefix_len;
-            stats.tokens_computed += own;
+        for (r, c) in pending {
+            let own = match &live[r] {
+                Ok(l) => requests[r][c].len() - l.prefix_len,
+                Err(_) => continue,
+            };
             if own > chunk {
                 // Long candidates run alone, chunk by chunk, so activations stay bounded.
-                let (_, last) = self.run_sequence(&seq[prefix_len..], prefix_len, &prefix)?;
-                scores[i] = self.model.rewards(std::slice::from_ref(
-                    &last.ok_or_else(|| EngineError::Compute("empty candidate suffix".into()))?,
-                ))?[0];
+                let result = live[r].as_ref().map_err(|e| EngineError::Compute(e.to_string())).and_then(|l| {
+                    let (_, last) = self.run_sequence(&requests[r][c][l.prefix_len..], l.prefix_len, &l.prefix)?;
+                    let last = last.ok_or_else(|| EngineError::Compute("empty candidate suffix".into()))?;
+                    Ok(self.model.rewards(std::slice::from_ref(&last))?[0])
+                });
+                match (result, &mut live[r]) {
+                    (Ok(s), Ok(l)) => l.scores[c] = s,
+                    (Err(e), _) => failures.push((r, e.to_string())),
+                    _ => {}
+                }
                 continue;
             }
             if batch_tokens + own > self.options.max_batch_tokens {
-                flush(&mut batch, &mut scores)?;
+                flush(&mut batch, &mut live, &mut failures);
                 batch_tokens = 0;
             }
-            batch.push(i);
+            batch.push((r, c));
             batch_tokens += own;
         }
-        flush(&mut batch, &mut scores)?;
-        stats.elapsed = started.elapsed();
-        Ok((scores, stats))
+        flush(&mut batch, &mut live, &mut failures);
+        for (r, message) in failures {
+            live[r] = Err(EngineError::Compute(message));
+        }
+        live.into_iter().map(|l| l.map(|l| (l.scores, l.stats))).collect()
     }
 
     /// Runs `tokens` (starting at `start`, seeing `context`) chunk by chunk; returns the
@@ -284,5 +371,16 @@ impl RewardModel for LlamaRewardModel {
     fn describe(&self) -> String {
         let c = self.model.config();
         format!("{} ({} layers, hidden {}, {:?})", self.dir, c.num_layers, c.hidden_size, c.head)
+    }
+
+    fn prepare(&self, conversation: &[Message], responses: &[String]) -> Result<Prepared> {
+        let sequences = responses.iter().map(|r| self.conversation_ids(conversation, r)).collect::<Result<Vec<_>>>()?;
+        self.validate(&sequences)?;
+        Ok(Prepared { sequences, responses: responses.to_vec() })
+    }
+
+    fn score_prepared(&self, requests: &[Prepared]) -> Vec<Result<Vec<f32>>> {
+        let ids: Vec<Vec<Vec<u32>>> = requests.iter().map(|p| p.sequences.clone()).collect();
+        self.score_many(&ids).into_iter().map(|r| r.map(|(s, _)| s)).collect()
     }
 }

@@ -1,6 +1,6 @@
 //! A deterministic stand-in reward model for tests of code around the engine.
 
-use crate::engine::RewardModel;
+use crate::engine::{Prepared, RewardModel};
 use crate::error::Result;
 use crate::template::Message;
 
@@ -28,5 +28,14 @@ impl RewardModel for FakeRewardModel {
 
     fn describe(&self) -> String {
         "fake (test model)".into()
+    }
+
+    fn prepare(&self, _conversation: &[Message], responses: &[String]) -> Result<Prepared> {
+        let sequences = responses.iter().map(|r| vec![0; r.split_whitespace().count().max(1)]).collect();
+        Ok(Prepared { sequences, responses: responses.to_vec() })
+    }
+
+    fn score_prepared(&self, requests: &[Prepared]) -> Vec<Result<Vec<f32>>> {
+        requests.iter().map(|p| self.score(&[], &p.responses)).collect()
     }
 }

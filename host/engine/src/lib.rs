@@ -23,7 +23,7 @@ mod text;
 mod weights;
 
 pub use config::{Head, Llama3Scaling, ModelConfig};
-pub use engine::{EngineOptions, LlamaRewardModel, RewardModel, ScoreStats};
+pub use engine::{EngineOptions, LlamaRewardModel, Prepared, RewardModel, ScoreStats};
 pub use error::{EngineError, Result};
 pub use fake::FakeRewardModel;
 pub use prompt::Prompter;

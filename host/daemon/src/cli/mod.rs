@@ -11,6 +11,7 @@ mod bench_engine;
 mod plugin;
 mod score;
 mod select;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -42,6 +43,8 @@ struct Global {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the HTTP API (score, select, policies, NIM-compatible chat completions, metrics).
+    Serve(Box<serve::ServeArgs>),
     /// Score JSONL conversations with a reward model; each line gets `"scores"` added.
     Score(score::ScoreArgs),
     /// Run a policy (and optional rules) on one request; print the selection as JSON.
@@ -134,6 +137,7 @@ impl Global {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Serve(args) => serve::run(&cli.global, *args),
         Command::Score(args) => score::run(args),
         Command::Select(args) => select::run(&cli.global, args),
         Command::Plugin { command } => plugin::run(&cli.global, command),

@@ -1,0 +1,130 @@
+//! `arbiter serve`: flags (each also an `ARBITER_*` environment variable), logging, the
+//! runtime, and signal handling around `arbiter::serve::run`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use arbiter::serve::{self, ServeConfig, demo};
+use arbiter_engine::{EngineOptions, RewardModel};
+use arbiter_plugins::HostConfig;
+use clap::{Args, ValueEnum};
+
+use super::{EngineArgs, Global, LimitArgs};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Reward model checkpoint directory. Omitted: the built-in demo model (tiny, random
+    /// weights: scores are not meaningful).
+    #[arg(long, env = "ARBITER_MODEL", value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// Plugins directory: its .wasm files add to or override the bundled plugins, and are
+    /// hot-reloaded when they change.
+    #[arg(long, env = "ARBITER_PLUGINS", value_name = "DIR")]
+    plugins: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "ARBITER_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Requests served at once; more are refused with 429 immediately.
+    #[arg(long, env = "ARBITER_MAX_CONCURRENT_REQUESTS", default_value_t = 64)]
+    max_concurrent_requests: usize,
+    /// Most candidates per request.
+    #[arg(long, env = "ARBITER_MAX_CANDIDATES", default_value_t = 256)]
+    max_candidates: usize,
+    /// Largest request body in bytes.
+    #[arg(long, env = "ARBITER_MAX_BODY_BYTES", default_value_t = 8 << 20)]
+    max_body_bytes: usize,
+    /// Bearer key required on /v1/* routes.
+    #[arg(long, env = "ARBITER_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Log format.
+    #[arg(long, env = "ARBITER_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Seconds in-flight requests may take to finish after SIGTERM/Ctrl-C.
+    #[arg(long, env = "ARBITER_DRAIN_SECONDS", default_value_t = 30)]
+    drain_seconds: u64,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+pub fn run(global: &Global, args: ServeArgs) -> Result<()> {
+    args.engine.apply_threads();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ARBITER_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_format == LogFormat::Json {
+        builder.json().init()
+    } else {
+        builder.init()
+    }
+
+    let demo_dir;
+    let (model, label): (Arc<dyn RewardModel>, String) = match &args.model {
+        Some(dir) => (Arc::new(args.engine.load(dir)?), dir.display().to_string()),
+        None => {
+            demo_dir = tempfile::tempdir().context("creating the demo model directory")?;
+            let options = EngineOptions {
+                max_input_tokens: args.engine.max_input_tokens,
+                max_batch_tokens: args.engine.max_batch_tokens,
+                ..EngineOptions::default()
+            };
+            tracing::warn!("no --model given: serving the built-in {}", demo::DEMO_LABEL);
+            (Arc::new(demo::load(demo_dir.path(), options)?), demo::DEMO_LABEL.to_owned())
+        }
+    };
+    let mut host = HostConfig::default();
+    if global.no_cache {
+        host.cache_dir = None;
+    } else if let Some(dir) = &global.cache_dir {
+        host.cache_dir = Some(dir.clone());
+    }
+    let config = ServeConfig {
+        model,
+        model_label: label,
+        plugins_dir: args.plugins.clone(),
+        max_concurrent_requests: args.max_concurrent_requests.max(1),
+        max_batch_tokens: args.engine.max_batch_tokens,
+        max_candidates: args.max_candidates,
+        max_input_tokens: args.engine.max_input_tokens,
+        max_body_bytes: args.max_body_bytes,
+        api_key: args.api_key.clone(),
+        host,
+        limits: args.limits.resolve()?,
+        drain_timeout: Duration::from_secs(args.drain_seconds),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async {
+        let listener =
+            tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        serve::run(config, listener, shutdown_signal()).await
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,311 @@
+//! Routes and handlers. Every handler validates its body into typed values first (naming the
+//! field on failure), takes an admission permit (429 at once when none is free), and runs
+//! plugin and engine work off the async workers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arbiter_plugins::{LogLine, Message as PluginMessage, RewardBackend};
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::AppState;
+use super::engine_thread::EngineHandle;
+use super::error::ApiError;
+use crate::input::SelectInput;
+use crate::select;
+
+/// The router over `state`.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/score", post(score))
+        .route("/v1/select", post(select_route))
+        .route("/v1/policies", get(policies))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/health", get(health))
+        .route("/info", get(info))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state)
+}
+
+/// Auth for `/v1/*`, request metrics and latency for everything.
+async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req.uri().path().to_owned();
+    let started = Instant::now();
+    let response = match &state.config.api_key {
+        Some(key) if route.starts_with("/v1/") => {
+            let ok = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .is_some_and(|k| k == key);
+            if ok {
+                next.run(req).await
+            } else {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer API key")
+                    .into_response()
+            }
+        }
+        _ => next.run(req).await,
+    };
+    let status = response.status().as_u16().to_string();
+    let route_label = if matches!(
+        route.as_str(),
+        "/v1/score"
+            | "/v1/select"
+            | "/v1/policies"
+            | "/v1/chat/completions"
+            | "/health"
+            | "/info"
+            | "/metrics"
+            | "/openapi.json"
+    ) {
+        route.as_str()
+    } else {
+        "other"
+    };
+    state.metrics.requests.inc(&[route_label, &status]);
+    state.metrics.latency.observe(started.elapsed().as_secs_f64());
+    response
+}
+
+fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
+    state.admission.clone().try_acquire_owned().map_err(|_| {
+        state.metrics.rejected_overload.inc();
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded",
+            format!("{} requests already in flight (--max-concurrent-requests)", state.config.max_concurrent_requests),
+        )
+    })
+}
+
+/// Parses a JSON body; `body` is `Err` when it exceeded the size limit.
+fn parse<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let bytes = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body rejected ({e}); limit {limit} bytes"),
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScoreBody {
+    messages: Vec<arbiter_engine::Message>,
+    responses: Vec<String>,
+}
+
+fn check_candidates(n: usize, max: usize) -> Result<(), ApiError> {
+    if n == 0 {
+        return Err(ApiError::bad_request("`responses`/`candidates` is empty"));
+    }
+    if n > max {
+        return Err(ApiError::bad_request(format!("{n} candidates, limit {max} (--max-candidates)")));
+    }
+    Ok(())
+}
+
+async fn score(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body: ScoreBody = parse(body, state.config.max_body_bytes)?;
+    check_candidates(body.responses.len(), state.config.max_candidates)?;
+    let _permit = admit(&state)?;
+    let (scores, tokens) = state.engine.score(body.messages, body.responses).await?;
+    Ok(Json(json!({
+        "scores": scores,
+        "model": state.model_label,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    })))
+}
+
+/// `RewardBackend` for plugins and the pipeline: the engine queue, from a blocking thread.
+struct QueueBackend(EngineHandle);
+
+impl RewardBackend for QueueBackend {
+    fn score(&self, conversation: &[PluginMessage], responses: &[String]) -> Result<Vec<f32>, String> {
+        let conv: Vec<arbiter_engine::Message> = conversation
+            .iter()
+            .map(|m| arbiter_engine::Message { role: m.role.clone(), content: m.content.clone() })
+            .collect();
+        self.0.score_blocking(&conv, responses).map_err(|e| e.to_string())
+    }
+
+    fn count_tokens(&self, text: &str) -> u32 {
+        self.0.model().count_tokens(text).unwrap_or(0)
+    }
+
+    fn describe(&self) -> String {
+        self.0.model().describe()
+    }
+}
+
+async fn select_route(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let started = Instant::now();
+    let input: SelectInput = match body {
+        Ok(bytes) => {
+            let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
+            SelectInput::parse(text).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+        }
+        Err(e) => {
+            return Err(parse::<Value>(Err(e), state.config.max_body_bytes)
+                .err()
+                .unwrap_or_else(|| ApiError::bad_request("body")));
+        }
+    };
+    check_candidates(input.candidate_list().len(), state.config.max_candidates)?;
+    let name = input.policy.clone().ok_or_else(|| ApiError::bad_request("missing field `policy`"))?;
+    let policy = state.registry.get(&name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_policy",
+            format!("no policy named `{name}` (see GET /v1/policies)"),
+        )
+    })?;
+    let rules = input
+        .rules
+        .iter()
+        .map(|r| {
+            state
+                .registry
+                .get(r)
+                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_rule", format!("no rule named `{r}`")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let _permit = admit(&state)?;
+    let backend = Arc::new(QueueBackend(state.engine.clone()));
+    let worker_state = state.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let result = select::run(&policy, &rules, &input, backend);
+        let label = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(crate::select::SelectError::Plugin(p)) => p.kind.label().to_owned(),
+            Err(_) => "input".to_owned(),
+        };
+        worker_state.metrics.plugin_calls.inc(&[&policy.id().name, &label]);
+        result.map(|o| (o, input.candidate_list().len()))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("selection task failed: {e}")))?;
+    let (outcome, n) = outcome?;
+    let logs: Vec<Value> = outcome
+        .logs
+        .iter()
+        .map(|(p, l): &(String, LogLine)| json!({"plugin": p, "level": l.level.to_string(), "message": l.message}))
+        .collect();
+    let mut v = serde_json::to_value(&outcome.output)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    v["model"] = json!(state.model_label);
+    v["usage"] = json!({"candidates": n});
+    v["timings"] = json!({"total_ms": started.elapsed().as_secs_f64() * 1000.0});
+    v["log"] = Value::Array(logs);
+    Ok(Json(v))
+}
+
+async fn policies(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let list: Vec<Value> = state
+        .registry
+        .entries()
+        .into_iter()
+        .map(|(name, e)| {
+            let (version, sha256, kind) = match &e.plugin {
+                Some(p) => (json!(p.id().version), json!(p.id().sha256), json!(p.kind().as_str())),
+                None => (Value::Null, Value::Null, Value::Null),
+            };
+            let loaded_at = e.loaded_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            json!({"name": name, "version": version, "sha256": sha256, "kind": kind, "source": e.source,
+                   "loaded_at": loaded_at, "last_error": e.last_error})
+        })
+        .collect();
+    Json(json!({"policies": list}))
+}
+
+#[derive(Deserialize)]
+struct ChatBody {
+    #[serde(default)]
+    model: Option<String>,
+    messages: Vec<arbiter_engine::Message>,
+}
+
+/// NVIDIA NIM reward-model compatible: the conversation ends in the assistant turn to score;
+/// the answer is a chat completion whose content is `reward:<score>`.
+async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let mut body: ChatBody = parse(body, state.config.max_body_bytes)?;
+    let last = body.messages.pop().ok_or_else(|| ApiError::bad_request("`messages` is empty"))?;
+    if last.role != "assistant" {
+        return Err(ApiError::bad_request(format!(
+            "the last message must be the assistant turn to score (got role `{}`)",
+            last.role
+        )));
+    }
+    let _permit = admit(&state)?;
+    let (scores, tokens) = state.engine.score(body.messages, vec![last.content]).await?;
+    let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    Ok(Json(json!({
+        "id": format!("chatcmpl-{created}-{}", state.request_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+        "object": "chat.completion",
+        "created": created,
+        "model": body.model.unwrap_or_else(|| state.model_label.clone()),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("reward:{}", scores[0])},
+                     "logprobs": null, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": tokens, "completion_tokens": 1, "total_tokens": tokens + 1},
+    })))
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    if !state.engine.is_healthy() {
+        state
+            .engine
+            .probe()
+            .await
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", e.to_string()))?;
+    }
+    Ok(Json(json!({"status": "ok"})))
+}
+
+async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({
+        "name": "arbiter",
+        "version": env!("CARGO_PKG_VERSION"),
+        "model": state.model_label,
+        "max_concurrent_requests": state.config.max_concurrent_requests,
+        "max_batch_tokens": state.config.max_batch_tokens,
+        "max_candidates": state.config.max_candidates,
+        "max_input_tokens": state.config.max_input_tokens,
+        "policies": state.registry.entries().len(),
+    }))
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(state.engine.depth()))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], super::openapi::DOCUMENT)
+}

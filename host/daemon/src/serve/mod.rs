@@ -1,0 +1,134 @@
+//! `arbiter serve`: the HTTP daemon.
+//!
+//! `run(config, listener, shutdown)` is the whole server, so tests bind `127.0.0.1:0` and
+//! pass their own shutdown future. Request path: axum handler → validation → admission
+//! semaphore (429 at once) → tokenization on a blocking thread → bounded engine queue →
+//! batcher thread → engine thread (candle) → oneshot reply; plugins run on blocking threads
+//! with their limits, their `reward` calls going through the same queue.
+
+pub mod api;
+pub mod demo;
+pub mod engine_thread;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod registry;
+pub mod watch;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use arbiter_engine::RewardModel;
+use arbiter_plugins::{HostConfig, Limits, PluginHost};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use self::engine_thread::EngineHandle;
+use self::metrics::Metrics;
+use self::registry::Registry;
+
+/// Everything `run` needs.
+pub struct ServeConfig {
+    /// The reward model, and how to label it (`demo::DEMO_LABEL` for the demo model).
+    pub model: Arc<dyn RewardModel>,
+    /// Label of the model in `/info` and responses.
+    pub model_label: String,
+    /// Plugins directory to load and watch.
+    pub plugins_dir: Option<PathBuf>,
+    /// Requests served at once; more get 429 immediately.
+    pub max_concurrent_requests: usize,
+    /// Token budget of one engine batch.
+    pub max_batch_tokens: usize,
+    /// Most candidates per request.
+    pub max_candidates: usize,
+    /// Longest conversation, in tokens (enforced by the engine).
+    pub max_input_tokens: Option<usize>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Bearer key required on `/v1/*`, if set.
+    pub api_key: Option<String>,
+    /// Plugin host settings (cache dir, pool size).
+    pub host: HostConfig,
+    /// Per-call plugin limits.
+    pub limits: Limits,
+    /// How long in-flight requests may run after shutdown begins.
+    pub drain_timeout: Duration,
+}
+
+/// Shared by all handlers.
+pub struct AppState {
+    /// Settings.
+    pub config: ServeConfig,
+    /// How responses name the model.
+    pub model_label: String,
+    /// The engine queue.
+    pub engine: EngineHandle,
+    /// Served plugins (hot-swapped by the watcher).
+    pub registry: Arc<Registry>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Bounds concurrent requests; `try_acquire` so overload is a 429, never a wait.
+    pub admission: Arc<Semaphore>,
+    /// Numbers chat-completion ids.
+    pub request_counter: AtomicU64,
+}
+
+/// Serves on `listener` until `shutdown` resolves, then drains in-flight requests for at most
+/// `drain_timeout`.
+///
+/// # Errors
+/// Startup failures (plugins directory, engine threads, watcher) and accept-loop I/O errors.
+pub async fn run(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let host = PluginHost::new(config.host.clone()).context("starting the plugin host")?;
+    let registry = {
+        let (host, limits, metrics, dir) =
+            (host.clone(), config.limits.clone(), metrics.clone(), config.plugins_dir.clone());
+        let registry = tokio::task::spawn_blocking(move || Registry::new(host, limits, metrics, dir.as_deref()))
+            .await
+            .context("loading plugins")??;
+        Arc::new(registry)
+    };
+    let _watcher = match &config.plugins_dir {
+        Some(dir) => Some(watch::start(dir, registry.clone()).with_context(|| format!("watching {}", dir.display()))?),
+        None => None,
+    };
+    let queue = config.max_concurrent_requests.saturating_mul(4).max(16);
+    let engine = EngineHandle::start(config.model.clone(), queue, config.max_batch_tokens, metrics.clone())
+        .context("starting the engine threads")?;
+    let state = Arc::new(AppState {
+        model_label: config.model_label.clone(),
+        admission: Arc::new(Semaphore::new(config.max_concurrent_requests)),
+        engine,
+        registry,
+        metrics,
+        request_counter: AtomicU64::new(0),
+        config,
+    });
+    let drain = state.config.drain_timeout;
+    let addr = listener.local_addr().ok();
+    tracing::info!(address = ?addr, model = %state.model_label, "arbiter serving");
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let graceful = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; draining in-flight requests");
+        let _ = stopping_tx.send(());
+    };
+    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(graceful);
+    let server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        r = server => r.context("serving")?,
+        () = async { let _ = stopping_rx.await; tokio::time::sleep(drain).await } => {
+            tracing::warn!("drain timeout reached; closing remaining connections");
+        }
+    }
+    Ok(())
+}

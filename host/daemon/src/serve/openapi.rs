@@ -1,0 +1,41 @@
+//! The OpenAPI document served at `/openapi.json` (hand-written; keep in step with api.rs).
+
+/// OpenAPI 3.1 description of the HTTP API.
+pub const DOCUMENT: &str = r##"{
+  "openapi": "3.1.0",
+  "info": {"title": "arbiter", "version": "0.1.0",
+           "description": "Choose the best of N candidate LLM responses with a reward model and sandboxed wasm policies."},
+  "components": {
+    "schemas": {
+      "Message": {"type": "object", "required": ["role", "content"],
+                  "properties": {"role": {"type": "string"}, "content": {"type": "string"}}},
+      "Error": {"type": "object", "required": ["error", "type"],
+                "properties": {"error": {"type": "string"}, "type": {"type": "string"}}}
+    },
+    "responses": {
+      "Error": {"description": "Error: 400 bad input (names the field), 401 bad API key, 404 unknown policy, 413 body or tokens too large, 429 overloaded, 502 a plugin broke a limit or its output contract (type plugin_<kind>), 503 instance pool full or engine unhealthy",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    }
+  },
+  "paths": {
+    "/v1/score": {"post": {"summary": "Score responses to a conversation",
+      "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["messages", "responses"],
+        "properties": {"messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}}, "responses": {"type": "array", "items": {"type": "string"}}}}}}},
+      "responses": {"200": {"description": "{scores, model, usage: {prompt_tokens, total_tokens}}"}, "default": {"$ref": "#/components/responses/Error"}}}},
+    "/v1/select": {"post": {"summary": "Run a policy (and rules) over candidates",
+      "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["policy"],
+        "properties": {"policy": {"type": "string"}, "rules": {"type": "array", "items": {"type": "string"}},
+          "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
+          "candidates": {"type": "array", "items": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}, "score": {}}}},
+          "responses": {"type": "array", "items": {"type": "string"}}, "params": {"type": "object"}, "seed": {"type": "integer"}}}}}},
+      "responses": {"200": {"description": "{chosen, ranking, scores, features, reason, policy: {name, version, sha256}, model, usage, timings, log}"}, "default": {"$ref": "#/components/responses/Error"}}}},
+    "/v1/policies": {"get": {"summary": "Loaded plugins: name, version, sha256, kind, source, loaded_at, last_error",
+      "responses": {"200": {"description": "{policies: [...]}"}}}},
+    "/v1/chat/completions": {"post": {"summary": "NVIDIA NIM reward-model compatible scoring: messages end in the assistant turn; content is reward:<score>",
+      "responses": {"200": {"description": "chat.completion"}, "default": {"$ref": "#/components/responses/Error"}}}},
+    "/health": {"get": {"summary": "Liveness; after an engine failure, runs a real tiny forward", "responses": {"200": {"description": "ok"}, "503": {"description": "unhealthy"}}}},
+    "/info": {"get": {"summary": "Model and limits", "responses": {"200": {"description": "info"}}}},
+    "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition"}}}},
+    "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}}
+  }
+}"##;

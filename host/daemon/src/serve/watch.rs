@@ -1,0 +1,56 @@
+//! Watches the plugins directory (the directory, not the files: editors and deploy tools
+//! replace files by rename) and reloads what changed, off the async threads.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+
+use super::registry::{Registry, is_plugin_file};
+
+/// Quiet period before acting on a burst of events (a copy is several writes).
+const DEBOUNCE: Duration = Duration::from_millis(30);
+
+/// Starts watching `dir`. The watcher lives as long as the returned value.
+pub fn start(dir: &Path, registry: Arc<Registry>) -> anyhow::Result<notify::RecommendedWatcher> {
+    // Bounded: when reloads fall behind, the watcher thread waits (events are never dropped).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<PathBuf>(1024);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            for p in event.paths {
+                // The receiver lives as long as the server; a failed send means shutdown.
+                let _ = tx.blocking_send(p);
+            }
+        }
+    })?;
+    watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut paths = BTreeSet::from([first]);
+            loop {
+                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                    Ok(Some(p)) => {
+                        paths.insert(p);
+                    }
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            let paths: Vec<PathBuf> = paths.into_iter().filter(|p| is_plugin_file(p)).collect();
+            if paths.is_empty() {
+                continue;
+            }
+            let registry = registry.clone();
+            // Compilation is CPU-heavy: never on an async worker.
+            let _ = tokio::task::spawn_blocking(move || {
+                for p in paths {
+                    registry.reload(&p);
+                }
+            })
+            .await;
+        }
+    });
+    Ok(watcher)
+}
