@@ -3,6 +3,7 @@
 mod bundled;
 mod cache;
 mod cli;
+mod daemon;
 mod engine;
 mod hostile;
 mod rust_guest;

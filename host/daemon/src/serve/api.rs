@@ -13,7 +13,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -107,11 +106,31 @@ fn parse<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Takes field `name` out of a JSON object body, naming it in any error.
+fn field<T: serde::de::DeserializeOwned>(body: &mut serde_json::Map<String, Value>, name: &str) -> Result<T, ApiError> {
+    let v = body.remove(name).ok_or_else(|| ApiError::bad_request(format!("missing field `{name}`")))?;
+    serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("field `{name}`: {e}")))
+}
+
+/// A JSON object body with only the `allowed` fields.
+fn object(value: Value, allowed: &[&str]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let Value::Object(map) = value else { return Err(ApiError::bad_request("the body must be a JSON object")) };
+    if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!("unknown field `{k}` (expected {})", allowed.join(", "))));
+    }
+    Ok(map)
+}
+
 struct ScoreBody {
     messages: Vec<arbiter_engine::Message>,
     responses: Vec<String>,
+}
+
+impl ScoreBody {
+    fn from_json(v: Value) -> Result<Self, ApiError> {
+        let mut o = object(v, &["messages", "responses"])?;
+        Ok(Self { messages: field(&mut o, "messages")?, responses: field(&mut o, "responses")? })
+    }
 }
 
 fn check_candidates(n: usize, max: usize) -> Result<(), ApiError> {
@@ -128,7 +147,7 @@ async fn score(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body: ScoreBody = parse(body, state.config.max_body_bytes)?;
+    let body = ScoreBody::from_json(parse(body, state.config.max_body_bytes)?)?;
     check_candidates(body.responses.len(), state.config.max_candidates)?;
     let _permit = admit(&state)?;
     let (scores, tokens) = state.engine.score(body.messages, body.responses).await?;
@@ -243,9 +262,7 @@ async fn policies(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({"policies": list}))
 }
 
-#[derive(Deserialize)]
 struct ChatBody {
-    #[serde(default)]
     model: Option<String>,
     messages: Vec<arbiter_engine::Message>,
 }
@@ -256,7 +273,15 @@ async fn chat_completions(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut body: ChatBody = parse(body, state.config.max_body_bytes)?;
+    // NIM clients send extra OpenAI fields (temperature, max_tokens, ...): accept and ignore them.
+    let Value::Object(mut o) = parse::<Value>(body, state.config.max_body_bytes)? else {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    };
+    let model = match o.remove("model") {
+        Some(Value::String(m)) => Some(m),
+        _ => None,
+    };
+    let mut body = ChatBody { model, messages: field(&mut o, "messages")? };
     let last = body.messages.pop().ok_or_else(|| ApiError::bad_request("`messages` is empty"))?;
     if last.role != "assistant" {
         return Err(ApiError::bad_request(format!(

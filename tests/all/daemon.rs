@@ -1,0 +1,345 @@
+//! End-to-end tests of `arbiter serve` over real HTTP on 127.0.0.1:0.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arbiter::serve::{ServeConfig, run};
+use arbiter_engine::{FakeRewardModel, Message, Prepared, RewardModel};
+use arbiter_plugins::{HostConfig, Limits};
+use serde_json::{Value, json};
+
+use crate::support::{component, policy_wat};
+
+/// The fake model, optionally slowed down per batch.
+struct Slow(Duration);
+
+impl RewardModel for Slow {
+    fn score(&self, c: &[Message], r: &[String]) -> arbiter_engine::Result<Vec<f32>> {
+        std::thread::sleep(self.0);
+        FakeRewardModel.score(c, r)
+    }
+    fn count_tokens(&self, t: &str) -> arbiter_engine::Result<u32> {
+        FakeRewardModel.count_tokens(t)
+    }
+    fn describe(&self) -> String {
+        "slow fake".into()
+    }
+    fn prepare(&self, c: &[Message], r: &[String]) -> arbiter_engine::Result<Prepared> {
+        FakeRewardModel.prepare(c, r)
+    }
+    fn score_prepared(&self, reqs: &[Prepared]) -> Vec<arbiter_engine::Result<Vec<f32>>> {
+        std::thread::sleep(self.0);
+        FakeRewardModel.score_prepared(reqs)
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    _cache: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(delay: Duration, plugins: Option<&Path>, adjust: impl FnOnce(&mut ServeConfig)) -> Server {
+        let cache = tempfile::tempdir().expect("cache dir");
+        let mut config = ServeConfig {
+            model: Arc::new(Slow(delay)),
+            model_label: "fake".into(),
+            plugins_dir: plugins.map(Path::to_path_buf),
+            max_concurrent_requests: 64,
+            max_batch_tokens: 4096,
+            max_candidates: 8,
+            max_input_tokens: None,
+            max_body_bytes: 64 << 10,
+            api_key: None,
+            host: HostConfig { cache_dir: Some(cache.path().to_path_buf()), ..HostConfig::default() },
+            limits: Limits { fuel: 20_000_000, ..Limits::default() },
+            drain_timeout: Duration::from_secs(10),
+        };
+        adjust(&mut config);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                addr_tx.send(listener.local_addr()?).ok();
+                run(config, listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+            })
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(60)).expect("server starts");
+        // The listener is bound before plugins finish loading; wait until it answers.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while get(addr, "/info").0 != 200 {
+            assert!(Instant::now() < deadline, "server never became ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server { addr, stop: Some(stop), thread: Some(thread), _cache: cache }
+    }
+
+    fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.thread.take().map(|t| t.join().expect("server thread")).unwrap_or(Ok(()))
+    }
+}
+
+/// A minimal HTTP/1.1 client: one request per connection.
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    let status = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+fn post(addr: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
+    let (status, text) = http(addr, "POST", path, Some(&body.to_string()));
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http(addr, "GET", path, None)
+}
+
+fn conversation() -> Value {
+    json!([{"role": "user", "content": "question"}])
+}
+
+#[test]
+fn every_route_happy_path() {
+    let server = Server::start(Duration::ZERO, None, |_| {});
+    let a = server.addr;
+    let (s, v) = post(a, "/v1/score", &json!({"messages": conversation(), "responses": ["s=1", "s=3"]}));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["scores"], json!([1.0, 3.0]));
+    assert!(v["usage"]["total_tokens"].as_u64().is_some());
+    let (s, v) =
+        post(a, "/v1/select", &json!({"policy": "argmax", "messages": conversation(), "responses": ["s=1", "s=3"]}));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["chosen"], 1);
+    assert_eq!(v["policy"]["name"], "argmax");
+    assert!(v["timings"]["total_ms"].as_f64().is_some());
+    let (s, v) = post(
+        a,
+        "/v1/select",
+        &json!({"policy": "tie-break", "rules": ["max-length"],
+        "candidates": [{"text": "a b c d", "score": 1}, {"text": "a", "score": 1}],
+        "params": {"max-length.max_tokens": 2, "by": "feature:max-length"}}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["features"][0]["max-length"], -2.0);
+    assert_eq!(v["chosen"], 1);
+    let (s, v) = post(
+        a,
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "s=2.5"}]}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], "reward:2.5");
+    let (s, body) = get(a, "/v1/policies");
+    assert_eq!(s, 200);
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["policies"].as_array().map(Vec::len), Some(5));
+    for path in ["/health", "/info", "/openapi.json"] {
+        let (s, body) = get(a, path);
+        assert_eq!(s, 200, "{path}");
+        serde_json::from_str::<Value>(&body).unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
+    let (s, body) = get(a, "/metrics");
+    assert_eq!(s, 200);
+    assert!(body.contains("arbiter_requests_total{route=\"/v1/score\",status=\"200\"} 1"), "{body}");
+    assert!(body.contains("arbiter_plugin_calls_total{plugin=\"argmax\",outcome=\"ok\"} 1"), "{body}");
+    server.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn bad_input_gets_a_4xx_naming_the_problem() {
+    let server = Server::start(Duration::ZERO, None, |c| c.max_input_tokens = Some(10));
+    let a = server.addr;
+    let (s, t) = http(a, "POST", "/v1/score", Some("{not json"));
+    assert_eq!(s, 400, "{t}");
+    assert!(t.contains("invalid JSON") && t.contains("\"type\""), "{t}");
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        ("/v1/select", json!({"policy": "nosuch", "responses": ["a"]}), 404, "nosuch"),
+        ("/v1/select", json!({"responses": ["a"]}), 400, "policy"),
+        ("/v1/score", json!({"messages": conversation(), "responses": []}), 400, "empty"),
+        ("/v1/score", json!({"messages": conversation(), "responses": vec!["a"; 9]}), 400, "limit 8"),
+        (
+            "/v1/select",
+            json!({"policy": "threshold", "candidates": [{"text": "a", "score": 1}], "params": {"min": "x"}}),
+            400,
+            "`min`",
+        ),
+        ("/v1/select", json!({"policy": "argmax", "candidate": []}), 400, "candidate"),
+        ("/v1/score", json!({"messages": "x", "responses": ["a"]}), 400, "messages"),
+        ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "q"}]}), 400, "assistant"),
+    ];
+    for (path, body, want, needle) in cases {
+        let (s, v) = post(a, path, &body);
+        assert_eq!(s, want, "{path} {body}: {v}");
+        assert!(v["error"].as_str().is_some_and(|e| e.contains(needle)), "{path} {body}: {v}");
+    }
+    // too many tokens: the fake model counts words; the real limit check is the engine's
+    let big = "x".repeat(70 << 10);
+    let (s, v) = post(a, "/v1/score", &json!({"messages": conversation(), "responses": [big]}));
+    assert_eq!(s, 413, "{v}");
+    server.shutdown().expect("clean shutdown");
+}
+
+fn write_plugin(dir: &Path, file: &str, bytes: &[u8]) {
+    // As deploy tools and editors do: write aside, then rename into place.
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, bytes).expect("write");
+    std::fs::rename(&tmp, dir.join(file)).expect("rename");
+}
+
+/// A policy named `rotator` with this version (5 characters), hostile on seed 666.
+fn rotator(version: &str, hostile_body: &str) -> Vec<u8> {
+    let wat = policy_wat("", "", hostile_body)
+        .replace("\"hostile\"", "\"rotator\"")
+        .replace("\"1.0.0\"", &format!("\"{version}\""));
+    component("plain", &wat)
+}
+
+#[test]
+fn hostile_plugin_over_http_is_a_502_and_the_next_request_succeeds() {
+    let dir = tempfile::tempdir().expect("dir");
+    write_plugin(dir.path(), "rotator.wasm", &rotator("1.0.0", "(loop $l (br $l))"));
+    let server = Server::start(Duration::ZERO, Some(dir.path()), |_| {});
+    let body = |seed: u64| json!({"policy": "rotator", "candidates": [{"text": "a", "score": 1}, {"text": "b", "score": 2}], "seed": seed});
+    let (s, v) = post(server.addr, "/v1/select", &body(666));
+    assert_eq!(s, 502, "{v}");
+    assert_eq!(v["type"], "plugin_out-of-fuel");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("rotator") && e.contains("fuel")), "{v}");
+    let (s, v) = post(server.addr, "/v1/select", &body(1));
+    assert_eq!(s, 200, "{v}");
+    server.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn reload_under_load_drops_nothing_and_never_serves_an_old_version_after_a_swap() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path().to_path_buf();
+    write_plugin(&d, "rotator.wasm", &rotator("1.0.0", ""));
+    let (v2, v3) = (rotator("2.0.0", ""), rotator("3.0.0", ""));
+    let server = Server::start(Duration::ZERO, Some(&d), |_| {});
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let body =
+                    json!({"policy": "rotator", "candidates": [{"text": "a", "score": 1}, {"text": "b", "score": 2}]});
+                while !stop.load(Ordering::Relaxed) {
+                    let t = started.elapsed();
+                    let (s, v) = post(addr, "/v1/select", &body);
+                    seen.push((t, s, v["policy"]["version"].as_str().unwrap_or("").to_owned(), v.to_string()));
+                }
+                seen
+            })
+        })
+        .collect();
+    let policies_version = || -> (String, Option<String>) {
+        let (_, body) = get(addr, "/v1/policies");
+        let v: Value = serde_json::from_str(&body).expect("policies");
+        let entry = v["policies"]
+            .as_array()
+            .and_then(|l| l.iter().find(|e| e["name"] == "rotator").cloned())
+            .expect("rotator listed");
+        (entry["version"].as_str().unwrap_or("").to_owned(), entry["last_error"].as_str().map(str::to_owned))
+    };
+    let wait_for = |want: &dyn Fn(&(String, Option<String>)) -> bool| -> Duration {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let p = policies_version();
+            if want(&p) {
+                return started.elapsed();
+            }
+            assert!(Instant::now() < deadline, "reload never became visible: {p:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    std::thread::sleep(Duration::from_millis(600));
+    write_plugin(&d, "rotator.wasm", &v2);
+    let swapped_to_2 = wait_for(&|p| p.0 == "2.0.0");
+    std::thread::sleep(Duration::from_millis(500));
+    write_plugin(&d, "rotator.wasm", b"\0asm\x0d\0\x01\0broken");
+    wait_for(&|p| p.1.is_some());
+    assert_eq!(policies_version().0, "2.0.0", "a broken file leaves the previous version serving");
+    std::thread::sleep(Duration::from_millis(500));
+    write_plugin(&d, "rotator.wasm", &v3);
+    let swapped_to_3 = wait_for(&|p| p.0 == "3.0.0" && p.1.is_none());
+    while started.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for c in clients {
+        for (t, status, version, body) in c.join().expect("client") {
+            total += 1;
+            assert_eq!(status, 200, "request at {t:?} failed: {body}");
+            assert!(["1.0.0", "2.0.0", "3.0.0"].contains(&version.as_str()), "{body}");
+            if t > swapped_to_2 {
+                assert_ne!(version, "1.0.0", "old version served at {t:?}, after the swap at {swapped_to_2:?}");
+            }
+            if t > swapped_to_3 {
+                assert_eq!(version, "3.0.0", "old version served at {t:?}, after the swap at {swapped_to_3:?}");
+            }
+        }
+    }
+    assert!(total > 100, "only {total} requests in 3 s");
+    let (_, metrics) = get(addr, "/metrics");
+    assert!(metrics.contains("arbiter_plugin_reloads_total{result=\"failed\"} 1"), "{metrics}");
+    server.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn overload_is_an_immediate_429() {
+    let server = Server::start(Duration::from_millis(800), None, |c| c.max_concurrent_requests = 1);
+    let addr = server.addr;
+    let slow =
+        std::thread::spawn(move || post(addr, "/v1/score", &json!({"messages": conversation(), "responses": ["a"]})));
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    let (s, v) = post(addr, "/v1/score", &json!({"messages": conversation(), "responses": ["b"]}));
+    assert_eq!(s, 429, "{v}");
+    assert_eq!(v["type"], "overloaded");
+    assert!(t.elapsed() < Duration::from_millis(700), "the 429 waited for the slow request");
+    assert_eq!(slow.join().expect("slow").0, 200);
+    server.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn shutdown_drains_in_flight_requests() {
+    let server = Server::start(Duration::from_millis(700), None, |_| {});
+    let addr = server.addr;
+    let inflight =
+        std::thread::spawn(move || post(addr, "/v1/score", &json!({"messages": conversation(), "responses": ["s=4"]})));
+    std::thread::sleep(Duration::from_millis(200));
+    server.shutdown().expect("run returns Ok after draining");
+    let (s, v) = inflight.join().expect("client");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["scores"], json!([4.0]));
+    assert!(TcpStream::connect(addr).is_err(), "still accepting after shutdown");
+}
