@@ -1,6 +1,5 @@
 //! End-to-end tests of `arbiter serve` over real HTTP on 127.0.0.1:0.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
@@ -93,21 +92,8 @@ impl Server {
     }
 }
 
-/// A minimal HTTP/1.1 client: one request per connection.
 fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).expect("write");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read");
-    let status = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
+    arbiter::serve::client::request(addr, method, path, body)
 }
 
 fn post(addr: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
@@ -234,6 +220,9 @@ fn hostile_plugin_over_http_is_a_502_and_the_next_request_succeeds() {
     server.shutdown().expect("clean shutdown");
 }
 
+/// The `rotator` entry of `/v1/policies`: serving version and last load error.
+type Snapshot = (String, Option<String>);
+
 #[test]
 fn reload_under_load_drops_nothing_and_never_serves_an_old_version_after_a_swap() {
     let dir = tempfile::tempdir().expect("dir");
@@ -260,7 +249,7 @@ fn reload_under_load_drops_nothing_and_never_serves_an_old_version_after_a_swap(
             })
         })
         .collect();
-    let policies_version = || -> (String, Option<String>) {
+    let policies_version = || -> Snapshot {
         let (_, body) = get(addr, "/v1/policies");
         let v: Value = serde_json::from_str(&body).expect("policies");
         let entry = v["policies"]
@@ -269,7 +258,7 @@ fn reload_under_load_drops_nothing_and_never_serves_an_old_version_after_a_swap(
             .expect("rotator listed");
         (entry["version"].as_str().unwrap_or("").to_owned(), entry["last_error"].as_str().map(str::to_owned))
     };
-    let wait_for = |want: &dyn Fn(&(String, Option<String>)) -> bool| -> Duration {
+    let wait_for = |want: &dyn Fn(&Snapshot) -> bool| -> Duration {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let p = policies_version();

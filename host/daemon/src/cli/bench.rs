@@ -16,7 +16,8 @@ use super::{EngineArgs, Global};
 pub struct BenchArgs {
     /// What to measure: `plugins` (instantiate + select), `engine` (reward-model scoring of
     /// `--input` cases, prefix sharing on and off), `matmul` (this CPU's f32 matmul peak),
-    /// `long` (one long conversation: time and peak memory).
+    /// `long` (one long conversation: time and peak memory), `serve` (the daemon on loopback:
+    /// hot-reload latency, overhead per request, requests/s).
     #[arg(value_enum, default_value = "plugins")]
     what: BenchTarget,
     /// Model directory (`engine`, `long`).
@@ -31,6 +32,12 @@ pub struct BenchArgs {
     /// `reference.json` from scripts/reference/bench_reference.py, to compare against.
     #[arg(long, value_name = "FILE")]
     reference: Option<std::path::PathBuf>,
+    /// Concurrent clients for `serve`.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Seconds of load for `serve`.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
     /// Conversation length for `long`, in tokens.
     #[arg(long, default_value_t = 32768)]
     tokens: usize,
@@ -67,6 +74,8 @@ enum BenchTarget {
     Matmul,
     /// A long conversation.
     Long,
+    /// The daemon: hot-reload latency, overhead per request, requests/s.
+    Serve,
 }
 
 pub fn run(global: &Global, args: BenchArgs) -> Result<()> {
@@ -79,6 +88,7 @@ pub fn run(global: &Global, args: BenchArgs) -> Result<()> {
         }
         BenchTarget::Matmul => super::bench_engine::matmul(&args.engine),
         BenchTarget::Long => super::bench_engine::long(model()?, args.tokens, &args.engine),
+        BenchTarget::Serve => super::bench_serve::serve(args.clients, args.seconds),
     }
 }
 

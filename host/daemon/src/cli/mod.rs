@@ -8,6 +8,7 @@ macro_rules! outln {
 
 mod bench;
 mod bench_engine;
+mod bench_serve;
 mod plugin;
 mod score;
 mod select;

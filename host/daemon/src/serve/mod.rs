@@ -7,6 +7,7 @@
 //! with their limits, their `reward` calls going through the same queue.
 
 pub mod api;
+pub mod client;
 pub mod demo;
 pub mod engine_thread;
 pub mod error;

@@ -1,0 +1,161 @@
+//! `arbiter bench serve`: hot-reload latency, daemon overhead per request against engine
+//! time, and sustained requests/s with concurrent clients — against an in-process daemon on
+//! 127.0.0.1 with the demo model. Loopback traffic only; every loop is bounded.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use arbiter::bundled;
+use arbiter::serve::client::request;
+use arbiter::serve::{ServeConfig, demo, run};
+use arbiter_engine::{EngineOptions, Message, RewardModel};
+use arbiter_plugins::{HostConfig, Limits};
+
+fn pct(mut v: Vec<f64>, q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 - 1.0) * q).round() as usize]
+}
+
+pub fn serve(clients: usize, seconds: u64) -> Result<()> {
+    let model_dir = tempfile::tempdir()?;
+    let plugins = tempfile::tempdir()?;
+    let model: Arc<dyn RewardModel> = Arc::new(demo::load(model_dir.path(), EngineOptions::default())?);
+    let config = ServeConfig {
+        model: model.clone(),
+        model_label: demo::DEMO_LABEL.into(),
+        plugins_dir: Some(plugins.path().to_path_buf()),
+        max_concurrent_requests: clients.max(1) * 2,
+        max_batch_tokens: 4096,
+        max_candidates: 256,
+        max_input_tokens: None,
+        max_body_bytes: 1 << 20,
+        api_key: None,
+        // No compile cache: every reload below compiles for real.
+        host: HostConfig { cache_dir: None, ..HostConfig::default() },
+        limits: Limits::default(),
+        drain_timeout: Duration::from_secs(5),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(run(config, listener, async move {
+        let _ = stopped.await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while request(addr, "GET", "/info", None).0 != 200 {
+        anyhow::ensure!(Instant::now() < deadline, "daemon did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    reload_latency(addr, plugins.path())?;
+    overhead(addr, model.as_ref())?;
+    throughput(addr, clients, seconds);
+    let _ = stop.send(());
+    rt.block_on(server).context("server task")??;
+    Ok(())
+}
+
+/// File write → new version visible in `/v1/policies`, for real Rust plugins, compiled fresh.
+fn reload_latency(addr: SocketAddr, dir: &Path) -> Result<()> {
+    let mut samples = Vec::new();
+    for round in 0..3 {
+        for name in ["threshold", "tie-break", "early-exit", "argmax"] {
+            let bytes = bundled::get(name).context("bundled")?;
+            let file = dir.join(format!("{name}-{round}.wasm"));
+            let tmp = dir.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, bytes)?;
+            let before = request(addr, "GET", "/v1/policies", None).1;
+            let started = Instant::now();
+            std::fs::rename(&tmp, &file)?;
+            // The same bytes at a new path: visible once the source points at the new file.
+            let needle = file.display().to_string();
+            loop {
+                let (_, body) = request(addr, "GET", "/v1/policies", None);
+                if body.contains(&needle) && body != before {
+                    break;
+                }
+                anyhow::ensure!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "reload of {} never became visible",
+                    file.display()
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    println!(
+        "hot reload (file rename -> new version serving, compiled without cache), {} reloads: p50 {:.1} ms, max {:.1} ms",
+        samples.len(),
+        pct(samples.clone(), 0.5),
+        pct(samples, 1.0)
+    );
+    Ok(())
+}
+
+/// `/v1/score` latency against the engine time of the same request called directly.
+fn overhead(addr: SocketAddr, model: &dyn RewardModel) -> Result<()> {
+    let messages = vec![Message { role: "user".into(), content: "What is the capital of France?".into() }];
+    let responses: Vec<String> = (0..4).map(|i| format!("Paris is the capital, answer {i}.")).collect();
+    let body = serde_json::json!({"messages": messages, "responses": responses}).to_string();
+    let (mut http, mut direct) = (Vec::new(), Vec::new());
+    for _ in 0..200 {
+        let t = Instant::now();
+        let (s, _) = request(addr, "POST", "/v1/score", Some(&body));
+        anyhow::ensure!(s == 200, "score failed with {s}");
+        http.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        model.score(&messages, &responses)?;
+        direct.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (h, d) = (pct(http, 0.5), pct(direct, 0.5));
+    println!(
+        "/v1/score, 4 responses, demo model: p50 {h:.3} ms over HTTP vs {d:.3} ms engine alone: daemon overhead {:.3} ms per request",
+        h - d
+    );
+    Ok(())
+}
+
+/// Requests/s of `/v1/select` (argmax over 4 model-scored responses) with `clients` threads.
+fn throughput(addr: SocketAddr, clients: usize, seconds: u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let body = serde_json::json!({"policy": "argmax", "messages": [{"role": "user", "content": "Name a colour."}],
+        "responses": ["Red.", "Blue is a colour.", "Green", "A colour: yellow."]})
+    .to_string();
+    let started = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let (stop, body) = (stop.clone(), body.clone());
+            std::thread::spawn(move || {
+                let mut lat = Vec::new();
+                let mut failed = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let (s, _) = request(addr, "POST", "/v1/select", Some(&body));
+                    if s == 200 { lat.push(t.elapsed().as_secs_f64() * 1000.0) } else { failed += 1 }
+                }
+                (lat, failed)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    let (mut all, mut failed) = (Vec::new(), 0);
+    for t in threads {
+        if let Ok((l, f)) = t.join() {
+            all.extend(l);
+            failed += f;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{clients} clients, {seconds} s, /v1/select argmax over 4 scored responses: {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, {failed} failed",
+        all.len() as f64 / secs,
+        pct(all.clone(), 0.5),
+        pct(all, 0.99)
+    );
+}
