@@ -183,10 +183,30 @@ fn bad_input_gets_a_4xx_naming_the_problem() {
         assert_eq!(s, want, "{path} {body}: {v}");
         assert!(v["error"].as_str().is_some_and(|e| e.contains(needle)), "{path} {body}: {v}");
     }
-    // too many tokens: the fake model counts words; the real limit check is the engine's
     let big = "x".repeat(70 << 10);
     let (s, v) = post(a, "/v1/score", &json!({"messages": conversation(), "responses": [big]}));
     assert_eq!(s, 413, "{v}");
+    assert_eq!(v["type"], "body_too_large");
+    server.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn too_many_tokens_is_a_413_naming_both_numbers() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-llama-f32");
+    let options = arbiter_engine::EngineOptions { max_input_tokens: Some(120), ..Default::default() };
+    let model = Arc::new(arbiter_engine::LlamaRewardModel::load(&fixture, options).expect("fixture"));
+    let server = Server::start(Duration::ZERO, None, |c| c.model = model);
+    let long = json!([{"role": "user", "content": "word ".repeat(100)}]);
+    let (s, v) = post(server.addr, "/v1/score", &json!({"messages": long, "responses": ["a"]}));
+    assert_eq!(s, 413, "{v}");
+    assert_eq!(v["type"], "too_many_tokens");
+    let msg = v["error"].as_str().unwrap_or_default();
+    assert!(msg.contains("120") && msg.contains("max_input_tokens"), "{msg}");
+    let (s, v) = post(server.addr, "/v1/select", &json!({"policy": "argmax", "messages": long, "responses": ["a"]}));
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("120")), "{v}");
+    let (s, v) = post(server.addr, "/v1/score", &json!({"messages": conversation(), "responses": ["a"]}));
+    assert_eq!(s, 200, "{v}");
     server.shutdown().expect("clean shutdown");
 }
 
