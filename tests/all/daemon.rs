@@ -320,6 +320,10 @@ fn reload_under_load_drops_nothing_and_never_serves_an_old_version_after_a_swap(
     assert!(total > 100, "only {total} requests in 3 s");
     let (_, metrics) = get(addr, "/metrics");
     assert!(metrics.contains("arbiter_plugin_reloads_total{result=\"failed\"} 1"), "{metrics}");
+    // Exactly the three good files were loaded (start, v2, v3): a load must not trigger another.
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, metrics) = get(addr, "/metrics");
+    assert!(metrics.contains("arbiter_plugin_reloads_total{result=\"ok\"} 3"), "{metrics}");
     server.shutdown().expect("clean shutdown");
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::registry::{Registry, is_plugin_file};
 
@@ -18,7 +18,11 @@ pub fn start(dir: &Path, registry: Arc<Registry>) -> anyhow::Result<notify::Reco
     // Bounded: when reloads fall behind, the watcher thread waits (events are never dropped).
     let (tx, mut rx) = tokio::sync::mpsc::channel::<PathBuf>(1024);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
+        // Only content and name changes: loading a plugin opens and reads its file, and
+        // access events would make every load trigger the next one.
+        if let Ok(event) = event
+            && matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_))
+        {
             for p in event.paths {
                 // The receiver lives as long as the server; a failed send means shutdown.
                 let _ = tx.blocking_send(p);
