@@ -40,37 +40,32 @@ pub fn error(message: &str) {
     log(Level::Error, message);
 }
 
-#[cfg(all(target_arch = "wasm32", feature = "policy"))]
-mod imp {
-    use super::Level;
-    use crate::bindings::policy::arbiter::policy::log as wit;
+/// The wasm implementation over one world's generated `log` import.
+#[cfg(target_arch = "wasm32")]
+macro_rules! wit_log {
+    ($wit:path) => {
+        mod imp {
+            use super::Level;
+            use $wit as wit;
 
-    pub(super) fn log(level: Level, message: &str) {
-        let level = match level {
-            Level::Debug => wit::Level::Debug,
-            Level::Info => wit::Level::Info,
-            Level::Warn => wit::Level::Warn,
-            Level::Error => wit::Level::Error,
-        };
-        wit::log(level, message);
-    }
+            pub(super) fn log(level: Level, message: &str) {
+                let level = match level {
+                    Level::Debug => wit::Level::Debug,
+                    Level::Info => wit::Level::Info,
+                    Level::Warn => wit::Level::Warn,
+                    Level::Error => wit::Level::Error,
+                };
+                wit::log(level, message);
+            }
+        }
+    };
 }
+
+#[cfg(all(target_arch = "wasm32", feature = "policy"))]
+wit_log!(crate::bindings::policy::arbiter::policy::log);
 
 #[cfg(all(target_arch = "wasm32", feature = "rule", not(feature = "policy")))]
-mod imp {
-    use super::Level;
-    use crate::bindings::rule::arbiter::policy::log as wit;
-
-    pub(super) fn log(level: Level, message: &str) {
-        let level = match level {
-            Level::Debug => wit::Level::Debug,
-            Level::Info => wit::Level::Info,
-            Level::Warn => wit::Level::Warn,
-            Level::Error => wit::Level::Error,
-        };
-        wit::log(level, message);
-    }
-}
+wit_log!(crate::bindings::rule::arbiter::policy::log);
 
 #[cfg(not(all(target_arch = "wasm32", any(feature = "policy", feature = "rule"))))]
 mod imp {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use arbiter_engine::{FakeRewardModel, RewardModel};
 use arbiter_plugins::{Candidate, HostConfig, Limits, Message, Plugin, PluginHost, Request, RewardBackend};
 
 /// A host whose compile cache lives in a temp dir that outlives the host.
@@ -21,8 +22,8 @@ pub fn bundled(host: &PluginHost, name: &str) -> Plugin {
     host.load(name, bytes, Limits::default()).unwrap_or_else(|e| panic!("load {name}: {e}"))
 }
 
-/// A reward model for tests: the score of a response is the number after `s=` in it (NaN if
-/// none); tokens are whitespace-separated words. Counts calls, and can be slowed down.
+/// A reward backend for tests over the engine's `FakeRewardModel` (score = the number after
+/// `s=` in a response; tokens = words) that counts calls and can be slowed down.
 #[derive(Default)]
 pub struct FakeModel {
     pub calls: AtomicUsize,
@@ -35,19 +36,11 @@ impl RewardBackend for FakeModel {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.responses.fetch_add(responses.len(), Ordering::SeqCst);
         std::thread::sleep(self.delay);
-        Ok(responses
-            .iter()
-            .map(|r| {
-                r.split_once("s=")
-                    .and_then(|(_, rest)| rest.split_whitespace().next())
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(f32::NAN)
-            })
-            .collect())
+        FakeRewardModel.score(&[], responses).map_err(|e| e.to_string())
     }
 
     fn count_tokens(&self, text: &str) -> u32 {
-        text.split_whitespace().count() as u32
+        FakeRewardModel.count_tokens(text).unwrap_or(0)
     }
 
     fn describe(&self) -> String {
