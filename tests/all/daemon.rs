@@ -356,3 +356,47 @@ fn shutdown_drains_in_flight_requests() {
     assert_eq!(v["scores"], json!([4.0]));
     assert!(TcpStream::connect(addr).is_err(), "still accepting after shutdown");
 }
+
+/// A model whose engine computation fails while `broken` is set.
+struct Flaky(Arc<AtomicBool>);
+
+impl RewardModel for Flaky {
+    fn score(&self, c: &[Message], r: &[String]) -> arbiter_engine::Result<Vec<f32>> {
+        FakeRewardModel.score(c, r)
+    }
+    fn count_tokens(&self, t: &str) -> arbiter_engine::Result<u32> {
+        FakeRewardModel.count_tokens(t)
+    }
+    fn describe(&self) -> String {
+        "flaky fake".into()
+    }
+    fn prepare(&self, c: &[Message], r: &[String]) -> arbiter_engine::Result<Prepared> {
+        FakeRewardModel.prepare(c, r)
+    }
+    fn score_prepared(&self, reqs: &[Prepared]) -> Vec<arbiter_engine::Result<Vec<f32>>> {
+        if self.0.load(Ordering::SeqCst) {
+            return reqs.iter().map(|_| Err(arbiter_engine::EngineError::Compute("device lost".into()))).collect();
+        }
+        FakeRewardModel.score_prepared(reqs)
+    }
+}
+
+#[test]
+fn health_probes_the_engine_after_a_failure() {
+    let broken = Arc::new(AtomicBool::new(false));
+    let model = Arc::new(Flaky(broken.clone()));
+    let server = Server::start(Duration::ZERO, None, |c| c.model = model);
+    let a = server.addr;
+    assert_eq!(get(a, "/health").0, 200);
+    broken.store(true, Ordering::SeqCst);
+    let (s, v) = post(a, "/v1/score", &json!({"messages": conversation(), "responses": ["a"]}));
+    assert_eq!(s, 500, "{v}");
+    assert_eq!(v["type"], "engine_error");
+    let (s, body) = get(a, "/health");
+    assert_eq!(s, 503, "a real forward still fails: {body}");
+    broken.store(false, Ordering::SeqCst);
+    assert_eq!(get(a, "/health").0, 200, "the probe's forward succeeds again");
+    let (s, _) = post(a, "/v1/score", &json!({"messages": conversation(), "responses": ["a"]}));
+    assert_eq!(s, 200);
+    server.shutdown().expect("clean shutdown");
+}
