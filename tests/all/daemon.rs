@@ -153,6 +153,8 @@ fn every_route_happy_path() {
     assert_eq!(s, 200);
     assert!(body.contains("arbiter_requests_total{route=\"/v1/score\",status=\"200\"} 1"), "{body}");
     assert!(body.contains("arbiter_plugin_calls_total{plugin=\"argmax\",outcome=\"ok\"} 1"), "{body}");
+    assert!(body.contains("arbiter_request_duration_seconds_count{route=\"/v1/score\"} 1"), "{body}");
+    assert!(body.contains("arbiter_queue_depth 0"), "{body}");
     server.shutdown().expect("clean shutdown");
 }
 

@@ -76,7 +76,7 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         "other"
     };
     state.metrics.requests.inc(&[route_label, &status]);
-    state.metrics.latency.observe(started.elapsed().as_secs_f64());
+    state.metrics.latency.observe(route_label, started.elapsed().as_secs_f64());
     response
 }
 

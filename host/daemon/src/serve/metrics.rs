@@ -74,22 +74,61 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        self.render_series(out, name, "");
+    }
+
+    /// The series lines; `labels` is `key="value",` or empty.
+    fn render_series(&self, out: &mut String, name: &str, labels: &str) {
         if let Ok(s) = self.state.lock() {
+            let plain = labels.trim_end_matches(',');
+            let braces = if plain.is_empty() { String::new() } else { format!("{{{plain}}}") };
             for (b, n) in self.bounds.iter().zip(&s.0) {
-                let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {n}");
+                let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{b}\"}} {n}");
             }
-            let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}", s.2, s.1, s.2);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}le=\"+Inf\"}} {}\n{name}_sum{braces} {}\n{name}_count{braces} {}",
+                s.2, s.1, s.2
+            );
         }
     }
 }
+
+/// Histograms by route.
+#[derive(Debug, Default)]
+pub struct RouteHistograms(Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>);
+
+impl RouteHistograms {
+    /// Records one observation for `route`.
+    pub fn observe(&self, route: &str, v: f64) {
+        let h = match self.0.lock() {
+            Ok(mut m) => {
+                m.entry(route.to_owned()).or_insert_with(|| std::sync::Arc::new(Histogram::new(&SECONDS))).clone()
+            }
+            Err(_) => return,
+        };
+        h.observe(v);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        if let Ok(m) = self.0.lock() {
+            for (route, h) in m.iter() {
+                h.render_series(out, name, &format!("route=\"{route}\","));
+            }
+        }
+    }
+}
+
+const SECONDS: [f64; 12] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Every metric the daemon exports.
 #[derive(Debug)]
 pub struct Metrics {
     /// Requests by route and status.
     pub requests: Labeled,
-    /// Request latency.
-    pub latency: Histogram,
+    /// Request latency by route.
+    pub latency: RouteHistograms,
     /// Requests per engine batch.
     pub batch_requests: Histogram,
     /// Tokens per engine batch.
@@ -108,10 +147,10 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let secs = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+        let secs = SECONDS;
         Self {
             requests: Labeled::default(),
-            latency: Histogram::new(&secs),
+            latency: RouteHistograms::default(),
             batch_requests: Histogram::new(&[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
             batch_tokens: Histogram::new(&[64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0]),
             engine_seconds: Histogram::new(&secs),
@@ -133,7 +172,7 @@ impl Metrics {
             "HTTP requests by route and status.",
             &["route", "status"],
         );
-        self.latency.render(&mut out, "arbiter_request_duration_seconds", "HTTP request latency.");
+        self.latency.render(&mut out, "arbiter_request_duration_seconds", "HTTP request latency by route.");
         let _ = writeln!(
             out,
             "# HELP arbiter_queue_depth Scoring jobs waiting.\n# TYPE arbiter_queue_depth gauge\narbiter_queue_depth {queue_depth}"
