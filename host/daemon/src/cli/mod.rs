@@ -55,7 +55,7 @@ enum Command {
         #[command(subcommand)]
         command: plugin::PluginCommand,
     },
-    /// Measure plugin-call latency (instantiate + select).
+    /// Benchmarks: plugin calls, the engine (vs the reference), matmul peak, long inputs, the daemon.
     Bench(bench::BenchArgs),
 }
 
@@ -63,23 +63,23 @@ enum Command {
 #[derive(Debug, Args, Clone)]
 struct EngineArgs {
     /// CPU threads for the engine (default: all cores).
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "ARBITER_THREADS", value_name = "N")]
     threads: Option<usize>,
     /// Vocabulary id whose logit is the reward (LlamaForCausalLM checkpoints).
-    #[arg(long, default_value_t = 0, value_name = "ID")]
+    #[arg(long, env = "ARBITER_REWARD_TOKEN", default_value_t = 0, value_name = "ID")]
     reward_token: u32,
     /// Refuse conversations longer than this many tokens (default: the model's context).
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "ARBITER_MAX_INPUT_TOKENS", value_name = "N")]
     max_input_tokens: Option<usize>,
     /// Candidate tokens per packed batch.
-    #[arg(long, default_value_t = 4096, value_name = "N")]
+    #[arg(long, env = "ARBITER_MAX_BATCH_TOKENS", default_value_t = 4096, value_name = "N")]
     max_batch_tokens: usize,
     /// Compute every full sequence separately instead of sharing the common prefix.
-    #[arg(long)]
+    #[arg(long, env = "ARBITER_NO_PREFIX_SHARING")]
     no_prefix_sharing: bool,
     /// Tokenize `<|...|>` text inside messages as plain text, not as special tokens
     /// (the reference does not; scores change).
-    #[arg(long)]
+    #[arg(long, env = "ARBITER_NEUTRALIZE_SPECIAL_TOKENS")]
     neutralize_special_tokens: bool,
 }
 
@@ -103,7 +103,7 @@ struct LimitArgs {
     /// Override a per-call plugin limit, e.g. `fuel=1000000`, `timeout-ms=500`, `memory-mib=32`
     /// (also max-input-bytes, max-candidates, max-reason-bytes, max-log-bytes,
     /// reward-responses, reward-bytes). Repeatable.
-    #[arg(long = "limit", value_name = "KEY=VALUE")]
+    #[arg(long = "limit", env = "ARBITER_LIMITS", value_delimiter = ',', value_name = "KEY=VALUE")]
     limits: Vec<String>,
 }
 
