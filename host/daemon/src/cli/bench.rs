@@ -116,7 +116,7 @@ fn plugins(global: &Global, args: &BenchArgs) -> Result<()> {
             fuel = plugin.select(&req, reward.clone())?.1.fuel_used;
         }
         let mut samples: Vec<Duration> = Vec::with_capacity(args.iterations);
-        for _ in 0..args.iterations {
+        for _ in 0..args.iterations.max(1) {
             let start = Instant::now();
             let out = plugin.select(&req, reward.clone())?;
             samples.push(start.elapsed());

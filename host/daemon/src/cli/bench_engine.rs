@@ -60,15 +60,18 @@ fn flops(cfg: &ModelConfig, sequences: &[Vec<u32>], prefix: usize) -> f64 {
 }
 
 fn common_prefix(seqs: &[Vec<u32>]) -> usize {
-    let first = &seqs[0];
+    let Some(first) = seqs.first() else { return 0 };
     let shortest = seqs.iter().map(Vec::len).min().unwrap_or(0);
     seqs[1..]
         .iter()
         .fold(first.len(), |n, s| first.iter().zip(s).take(n).take_while(|(a, b)| a == b).count())
-        .min(shortest - 1)
+        .min(shortest.saturating_sub(1))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }

@@ -16,6 +16,9 @@ use arbiter_engine::{EngineOptions, Message, RewardModel};
 use arbiter_plugins::{HostConfig, Limits};
 
 fn pct(mut v: Vec<f64>, q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
     v.sort_by(f64::total_cmp);
     v[((v.len() as f64 - 1.0) * q).round() as usize]
 }

@@ -291,13 +291,16 @@ async fn chat_completions(
     }
     let _permit = admit(&state)?;
     let (scores, tokens) = state.engine.score(body.messages, vec![last.content]).await?;
+    let reward = scores.first().copied().ok_or_else(|| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "engine_error", "the engine returned no score")
+    })?;
     let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     Ok(Json(json!({
         "id": format!("chatcmpl-{created}-{}", state.request_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
         "object": "chat.completion",
         "created": created,
         "model": body.model.unwrap_or_else(|| state.model_label.clone()),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("reward:{}", scores[0])},
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("reward:{reward}")},
                      "logprobs": null, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": tokens, "completion_tokens": 1, "total_tokens": tokens + 1},
     })))
