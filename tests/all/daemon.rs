@@ -13,25 +13,37 @@ use serde_json::{Value, json};
 
 use crate::support::{component, policy_wat};
 
-/// The fake model, optionally slowed down per batch.
-struct Slow(Duration);
+/// The engine's fake model, slowed down per batch by `delay`, and failing its computation
+/// while `broken` is set.
+#[derive(Default)]
+struct TestModel {
+    delay: Duration,
+    broken: Arc<AtomicBool>,
+}
 
-impl RewardModel for Slow {
+fn slow(delay: Duration) -> TestModel {
+    TestModel { delay, ..TestModel::default() }
+}
+
+impl RewardModel for TestModel {
     fn score(&self, c: &[Message], r: &[String]) -> arbiter_engine::Result<Vec<f32>> {
-        std::thread::sleep(self.0);
+        std::thread::sleep(self.delay);
         FakeRewardModel.score(c, r)
     }
     fn count_tokens(&self, t: &str) -> arbiter_engine::Result<u32> {
         FakeRewardModel.count_tokens(t)
     }
     fn describe(&self) -> String {
-        "slow fake".into()
+        "test model".into()
     }
     fn prepare(&self, c: &[Message], r: &[String]) -> arbiter_engine::Result<Prepared> {
         FakeRewardModel.prepare(c, r)
     }
     fn score_prepared(&self, reqs: &[Prepared]) -> Vec<arbiter_engine::Result<Vec<f32>>> {
-        std::thread::sleep(self.0);
+        std::thread::sleep(self.delay);
+        if self.broken.load(Ordering::SeqCst) {
+            return reqs.iter().map(|_| Err(arbiter_engine::EngineError::Compute("device lost".into()))).collect();
+        }
         FakeRewardModel.score_prepared(reqs)
     }
 }
@@ -47,7 +59,7 @@ impl Server {
     fn start(delay: Duration, plugins: Option<&Path>, adjust: impl FnOnce(&mut ServeConfig)) -> Server {
         let cache = tempfile::tempdir().expect("cache dir");
         let mut config = ServeConfig {
-            model: Arc::new(Slow(delay)),
+            model: Arc::new(slow(delay)),
             model_label: "fake".into(),
             plugins_dir: plugins.map(Path::to_path_buf),
             max_concurrent_requests: 64,
@@ -359,34 +371,10 @@ fn shutdown_drains_in_flight_requests() {
     assert!(TcpStream::connect(addr).is_err(), "still accepting after shutdown");
 }
 
-/// A model whose engine computation fails while `broken` is set.
-struct Flaky(Arc<AtomicBool>);
-
-impl RewardModel for Flaky {
-    fn score(&self, c: &[Message], r: &[String]) -> arbiter_engine::Result<Vec<f32>> {
-        FakeRewardModel.score(c, r)
-    }
-    fn count_tokens(&self, t: &str) -> arbiter_engine::Result<u32> {
-        FakeRewardModel.count_tokens(t)
-    }
-    fn describe(&self) -> String {
-        "flaky fake".into()
-    }
-    fn prepare(&self, c: &[Message], r: &[String]) -> arbiter_engine::Result<Prepared> {
-        FakeRewardModel.prepare(c, r)
-    }
-    fn score_prepared(&self, reqs: &[Prepared]) -> Vec<arbiter_engine::Result<Vec<f32>>> {
-        if self.0.load(Ordering::SeqCst) {
-            return reqs.iter().map(|_| Err(arbiter_engine::EngineError::Compute("device lost".into()))).collect();
-        }
-        FakeRewardModel.score_prepared(reqs)
-    }
-}
-
 #[test]
 fn health_probes_the_engine_after_a_failure() {
     let broken = Arc::new(AtomicBool::new(false));
-    let model = Arc::new(Flaky(broken.clone()));
+    let model = Arc::new(TestModel { broken: broken.clone(), ..TestModel::default() });
     let server = Server::start(Duration::ZERO, None, |c| c.model = model);
     let a = server.addr;
     assert_eq!(get(a, "/health").0, 200);
