@@ -390,3 +390,28 @@ fn health_probes_the_engine_after_a_failure() {
     assert_eq!(s, 200);
     server.shutdown().expect("clean shutdown");
 }
+
+#[test]
+fn work_of_disconnected_clients_is_dropped() {
+    let server = Server::start(Duration::from_millis(600), None, |_| {});
+    let addr = server.addr;
+    let busy =
+        std::thread::spawn(move || post(addr, "/v1/score", &json!({"messages": conversation(), "responses": ["x"]})));
+    std::thread::sleep(Duration::from_millis(150));
+    {
+        // A client that sends a request and hangs up while it waits behind the busy one.
+        let body = json!({"messages": conversation(), "responses": ["gone"]}).to_string();
+        let mut s = TcpStream::connect(addr).expect("connect");
+        let req = format!(
+            "POST /v1/score HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        std::io::Write::write_all(&mut s, req.as_bytes()).expect("write");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(busy.join().expect("busy").0, 200);
+    std::thread::sleep(Duration::from_millis(900));
+    let (_, metrics) = get(addr, "/metrics");
+    assert!(metrics.contains("arbiter_dropped_jobs_total 1"), "{metrics}");
+    server.shutdown().expect("clean shutdown");
+}

@@ -204,7 +204,13 @@ fn batcher(
 fn engine(model: Arc<dyn RewardModel>, batches: Receiver<Vec<Job>>, healthy: Arc<AtomicBool>, metrics: Arc<Metrics>) {
     while let Ok(mut batch) = batches.recv() {
         // Clients may have left while the batch waited for the previous one.
-        batch.retain(|j| !j.reply.is_closed());
+        batch.retain(|j| {
+            let open = !j.reply.is_closed();
+            if !open {
+                metrics.dropped_jobs.inc();
+            }
+            open
+        });
         if batch.is_empty() {
             continue;
         }
