@@ -217,7 +217,8 @@ fn too_many_tokens_is_a_413_naming_both_numbers() {
     let msg = v["error"].as_str().unwrap_or_default();
     assert!(msg.contains("120") && msg.contains("max_input_tokens"), "{msg}");
     let (s, v) = post(server.addr, "/v1/select", &json!({"policy": "argmax", "messages": long, "responses": ["a"]}));
-    assert_eq!(s, 400, "{v}");
+    assert_eq!(s, 413, "{v}");
+    assert_eq!(v["type"], "too_many_tokens");
     assert!(v["error"].as_str().is_some_and(|e| e.contains("120")), "{v}");
     let (s, v) = post(server.addr, "/v1/score", &json!({"messages": conversation(), "responses": ["a"]}));
     assert_eq!(s, 200, "{v}");

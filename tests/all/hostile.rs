@@ -259,12 +259,13 @@ fn time_inside_the_reward_import_is_not_charged() {
 struct Reentrant(Plugin);
 
 impl arbiter_plugins::RewardBackend for Reentrant {
-    fn score(&self, _c: &[arbiter_plugins::Message], _r: &[String]) -> Result<Vec<f32>, String> {
+    fn score(&self, _c: &[arbiter_plugins::Message], _r: &[String]) -> Result<Vec<f32>, arbiter_plugins::RewardError> {
         let (_, benign) = hostile_and_benign();
-        match self.0.select(&benign, Arc::new(NoModel)) {
-            Err(e) => Err(format!("{}: {e}", e.kind.label())),
-            Ok(_) => Err("the nested call unexpectedly found a free slot".into()),
-        }
+        let message = match self.0.select(&benign, Arc::new(NoModel)) {
+            Err(e) => format!("{}: {e}", e.kind.label()),
+            Ok(_) => "the nested call unexpectedly found a free slot".into(),
+        };
+        Err(arbiter_plugins::RewardError::new(arbiter_plugins::RewardErrorKind::Failed, message))
     }
 
     fn count_tokens(&self, _text: &str) -> u32 {

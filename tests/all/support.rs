@@ -32,11 +32,13 @@ pub struct FakeModel {
 }
 
 impl RewardBackend for FakeModel {
-    fn score(&self, _conversation: &[Message], responses: &[String]) -> Result<Vec<f32>, String> {
+    fn score(&self, _conversation: &[Message], responses: &[String]) -> Result<Vec<f32>, arbiter_plugins::RewardError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.responses.fetch_add(responses.len(), Ordering::SeqCst);
         std::thread::sleep(self.delay);
-        FakeRewardModel.score(&[], responses).map_err(|e| e.to_string())
+        FakeRewardModel
+            .score(&[], responses)
+            .map_err(|e| arbiter_plugins::RewardError::new(arbiter_plugins::RewardErrorKind::Failed, e.to_string()))
     }
 
     fn count_tokens(&self, text: &str) -> u32 {

@@ -5,8 +5,19 @@
 
 use std::sync::Arc;
 
+use arbiter_engine::EngineError;
 use arbiter_engine::RewardModel;
-use arbiter_plugins::{Message, RewardBackend};
+use arbiter_plugins::{Message, RewardBackend, RewardError, RewardErrorKind};
+
+/// The kind of an engine error, as the plugin host reports it.
+pub fn reward_error(e: &EngineError) -> RewardError {
+    let kind = match e {
+        EngineError::TooLong { .. } => RewardErrorKind::TooLong,
+        EngineError::Template(_) | EngineError::Tokenizer(_) | EngineError::Input(_) => RewardErrorKind::BadInput,
+        _ => RewardErrorKind::Failed,
+    };
+    RewardError::new(kind, e.to_string())
+}
 
 /// A `RewardBackend` backed by a loaded reward model.
 #[derive(Clone)]
@@ -26,8 +37,8 @@ fn to_engine(conversation: &[Message]) -> Vec<arbiter_engine::Message> {
 }
 
 impl RewardBackend for EngineBackend {
-    fn score(&self, conversation: &[Message], responses: &[String]) -> Result<Vec<f32>, String> {
-        self.model.score(&to_engine(conversation), responses).map_err(|e| e.to_string())
+    fn score(&self, conversation: &[Message], responses: &[String]) -> Result<Vec<f32>, RewardError> {
+        self.model.score(&to_engine(conversation), responses).map_err(|e| reward_error(&e))
     }
 
     fn count_tokens(&self, text: &str) -> u32 {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use arbiter_plugins::{
     Candidate, Limits, LogLine, Message, Plugin, PluginError, PluginHost, PluginKind, Request, RewardBackend,
+    RewardError,
 };
 
 use crate::bundled;
@@ -25,6 +26,14 @@ pub enum SelectError {
     /// A plugin failed to load or call.
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    /// Candidates without a score could not be scored.
+    #[error("candidates {candidates:?} have no score, and scoring them failed: {error}")]
+    Scoring {
+        /// Indices of the unscored candidates.
+        candidates: Vec<usize>,
+        /// Why scoring failed.
+        error: RewardError,
+    },
 }
 
 /// Loads a plugin by bundled name or by path (anything with a `/` or a `.wasm`/`.wat` suffix).
@@ -54,7 +63,7 @@ struct Recording {
 }
 
 impl RewardBackend for Recording {
-    fn score(&self, conversation: &[Message], responses: &[String]) -> Result<Vec<f32>, String> {
+    fn score(&self, conversation: &[Message], responses: &[String]) -> Result<Vec<f32>, RewardError> {
         let scores = self.inner.score(conversation, responses)?;
         if conversation == self.conversation.as_slice()
             && let Ok(mut seen) = self.seen.lock()
@@ -178,9 +187,9 @@ fn prescore(
         return Ok(());
     }
     let texts: Vec<String> = missing.iter().map(|&i| candidates[i].text.clone()).collect();
-    let scores = reward.score(conversation, &texts).map_err(|e| {
-        SelectError::Input(format!("candidates {missing:?} have no score, and scoring them failed: {e}"))
-    })?;
+    let scores = reward
+        .score(conversation, &texts)
+        .map_err(|error| SelectError::Scoring { candidates: missing.clone(), error })?;
     if scores.len() != texts.len() {
         return Err(SelectError::Input(format!(
             "the reward model returned {} scores for {} responses",

@@ -6,13 +6,46 @@
 
 use crate::types::Message;
 
+/// What kind of scoring failure happened, so hosts can answer their callers precisely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewardErrorKind {
+    /// The input is longer than the model's context or the configured limit.
+    TooLong,
+    /// The input cannot be rendered or tokenized.
+    BadInput,
+    /// The engine is at capacity (queue full): retry later.
+    Overloaded,
+    /// No reward model is available.
+    Unavailable,
+    /// The engine failed.
+    Failed,
+}
+
+/// A scoring failure. Plugins receive only `message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RewardError {
+    /// The kind.
+    pub kind: RewardErrorKind,
+    /// A message naming the cause.
+    pub message: String,
+}
+
+impl RewardError {
+    /// Builds an error.
+    pub fn new(kind: RewardErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+}
+
 /// Scores responses and counts tokens on behalf of plugins.
 pub trait RewardBackend: Send + Sync {
     /// One score per response (higher is better), as the reply to `conversation`.
     ///
     /// # Errors
-    /// A message the plugin receives verbatim (input too long, engine failure, no model).
-    fn score(&self, conversation: &[Message], responses: &[String]) -> Result<Vec<f32>, String>;
+    /// A typed failure; a plugin receives its message verbatim (input too long, engine
+    /// failure, no model).
+    fn score(&self, conversation: &[Message], responses: &[String]) -> Result<Vec<f32>, RewardError>;
 
     /// Model tokens in `text`; 0 when there is no tokenizer.
     fn count_tokens(&self, text: &str) -> u32;
@@ -26,10 +59,13 @@ pub trait RewardBackend: Send + Sync {
 pub struct NoModel;
 
 impl RewardBackend for NoModel {
-    fn score(&self, _conversation: &[Message], responses: &[String]) -> Result<Vec<f32>, String> {
-        Err(format!(
-            "no reward model is loaded, so {} response(s) cannot be scored (start the host with a model)",
-            responses.len()
+    fn score(&self, _conversation: &[Message], responses: &[String]) -> Result<Vec<f32>, RewardError> {
+        Err(RewardError::new(
+            RewardErrorKind::Unavailable,
+            format!(
+                "no reward model is loaded, so {} response(s) cannot be scored (start the host with a model)",
+                responses.len()
+            ),
         ))
     }
 

@@ -23,7 +23,7 @@ mod types;
 mod validate;
 mod wasi;
 
-pub use backend::{NoModel, RewardBackend};
+pub use backend::{NoModel, RewardBackend, RewardError, RewardErrorKind};
 pub use cache::default_cache_dir;
 pub use call::CallStats;
 pub use error::{ErrorKind, PluginError, PluginId};

@@ -201,7 +201,7 @@ impl wit_reward::Host for CallState {
         self.charge_reward(responses.len() as u64, text_bytes as u64)?;
         let conversation: Vec<Message> = conversation.into_iter().map(Into::into).collect();
         let started = Instant::now();
-        let result = self.reward.score(&conversation, &responses);
+        let result = self.reward.score(&conversation, &responses).map_err(|e| e.message);
         self.host_time += started.elapsed();
         Ok(match result {
             Ok(scores) if scores.len() != responses.len() => {

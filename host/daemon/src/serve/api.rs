@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use arbiter_plugins::{LogLine, Message as PluginMessage, RewardBackend};
+use arbiter_plugins::{LogLine, Message as PluginMessage, RewardBackend, RewardError, RewardErrorKind};
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::AppState;
-use super::engine_thread::EngineHandle;
+use super::engine_thread::{EngineHandle, ScoreError};
 use super::error::ApiError;
 use crate::input::SelectInput;
 use crate::select;
@@ -162,12 +162,16 @@ async fn score(
 struct QueueBackend(EngineHandle);
 
 impl RewardBackend for QueueBackend {
-    fn score(&self, conversation: &[PluginMessage], responses: &[String]) -> Result<Vec<f32>, String> {
+    fn score(&self, conversation: &[PluginMessage], responses: &[String]) -> Result<Vec<f32>, RewardError> {
         let conv: Vec<arbiter_engine::Message> = conversation
             .iter()
             .map(|m| arbiter_engine::Message { role: m.role.clone(), content: m.content.clone() })
             .collect();
-        self.0.score_blocking(&conv, responses).map_err(|e| e.to_string())
+        self.0.score_blocking(&conv, responses).map_err(|e| match &e {
+            ScoreError::QueueFull(_) => RewardError::new(RewardErrorKind::Overloaded, e.to_string()),
+            ScoreError::Input(engine) => crate::reward::reward_error(engine),
+            ScoreError::Engine(_) => RewardError::new(RewardErrorKind::Failed, e.to_string()),
+        })
     }
 
     fn count_tokens(&self, text: &str) -> u32 {

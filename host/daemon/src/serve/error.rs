@@ -1,7 +1,7 @@
 //! The API's one error shape, `{"error": "...", "type": "..."}`, and the one place where
 //! errors become HTTP statuses.
 
-use arbiter_plugins::{ErrorKind, PluginError, PolicyError};
+use arbiter_plugins::{ErrorKind, PluginError, PolicyError, RewardErrorKind};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -55,9 +55,25 @@ impl From<PluginError> for ApiError {
 
 impl From<SelectError> for ApiError {
     fn from(e: SelectError) -> Self {
-        match e {
-            SelectError::Input(m) => ApiError::bad_request(m),
-            SelectError::Plugin(p) => p.into(),
+        let scoring = match &e {
+            SelectError::Input(_) | SelectError::Plugin(_) => None,
+            SelectError::Scoring { error, .. } => Some(error.kind),
+        };
+        match (e, scoring) {
+            (SelectError::Input(m), _) => ApiError::bad_request(m),
+            (SelectError::Plugin(p), _) => p.into(),
+            (e, Some(kind)) => {
+                let (status, label) = match kind {
+                    RewardErrorKind::TooLong => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_tokens"),
+                    RewardErrorKind::BadInput | RewardErrorKind::Unavailable => {
+                        (StatusCode::BAD_REQUEST, "invalid_request")
+                    }
+                    RewardErrorKind::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
+                    RewardErrorKind::Failed => (StatusCode::INTERNAL_SERVER_ERROR, "engine_error"),
+                };
+                ApiError::new(status, label, e.to_string())
+            }
+            (e, None) => ApiError::bad_request(e.to_string()),
         }
     }
 }
