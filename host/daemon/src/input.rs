@@ -107,6 +107,11 @@ impl SelectInput {
         self.messages.iter().map(|m| Message { role: m.role.clone(), content: m.content.clone() }).collect()
     }
 
+    /// Number of candidates, without copying them.
+    pub fn candidate_count(&self) -> usize {
+        self.candidates.as_ref().map(Vec::len).or(self.responses.as_ref().map(Vec::len)).unwrap_or(0)
+    }
+
     /// Candidates, whichever field gave them.
     pub fn candidate_list(&self) -> Vec<CandidateInput> {
         match (&self.candidates, &self.responses) {

@@ -197,7 +197,7 @@ impl LlamaRewardModel {
     /// Empty sequences, lengths over the limits, compute failures.
     pub fn score_ids(&self, sequences: &[Vec<u32>]) -> Result<(Vec<f32>, ScoreStats)> {
         let started = Instant::now();
-        let mut out = self.score_many(std::slice::from_ref(&sequences.to_vec()));
+        let mut out = self.score_many(&[sequences]);
         let (scores, mut stats) = out.pop().unwrap_or_else(|| Ok((Vec::new(), ScoreStats::default())))?;
         stats.elapsed = started.elapsed();
         Ok((scores, stats))
@@ -228,7 +228,7 @@ impl LlamaRewardModel {
 
     /// Scores several requests (each a list of full sequences) together: each request's
     /// prefix runs once, then the candidates of all requests share packed batches.
-    pub fn score_many(&self, requests: &[Vec<Vec<u32>>]) -> Vec<Result<(Vec<f32>, ScoreStats)>> {
+    pub fn score_many(&self, requests: &[&[Vec<u32>]]) -> Vec<Result<(Vec<f32>, ScoreStats)>> {
         let layers = self.model.config().num_layers;
         struct Live {
             prefix_len: usize,
@@ -380,7 +380,7 @@ impl RewardModel for LlamaRewardModel {
     }
 
     fn score_prepared(&self, requests: &[Prepared]) -> Vec<Result<Vec<f32>>> {
-        let ids: Vec<Vec<Vec<u32>>> = requests.iter().map(|p| p.sequences.clone()).collect();
+        let ids: Vec<&[Vec<u32>]> = requests.iter().map(|p| p.sequences.as_slice()).collect();
         self.score_many(&ids).into_iter().map(|r| r.map(|(s, _)| s)).collect()
     }
 }

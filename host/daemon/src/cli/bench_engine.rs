@@ -59,15 +59,6 @@ fn flops(cfg: &ModelConfig, sequences: &[Vec<u32>], prefix: usize) -> f64 {
     cfg.num_layers as f64 * (tokens * per_token_linear + keys * attention_per_key)
 }
 
-fn common_prefix(seqs: &[Vec<u32>]) -> usize {
-    let Some(first) = seqs.first() else { return 0 };
-    let shortest = seqs.iter().map(Vec::len).min().unwrap_or(0);
-    seqs[1..]
-        .iter()
-        .fold(first.len(), |n, s| first.iter().zip(s).take(n).take_while(|(a, b)| a == b).count())
-        .min(shortest.saturating_sub(1))
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -106,8 +97,6 @@ pub fn engine(
         for case in &cases {
             let ids: Vec<Vec<u32>> =
                 case.responses.iter().map(|r| model.conversation_ids(&case.messages, r)).collect::<Result<_, _>>()?;
-            let prefix = if share { common_prefix(&ids) } else { 0 };
-            total_flops += flops(&cfg, &ids, prefix);
             let mut runs = Vec::new();
             for _ in 0..repeat.max(1) {
                 let (s, stats) = model.score_with_stats(&case.messages, &case.responses)?;
@@ -115,6 +104,8 @@ pub fn engine(
                 tokens_total += stats.tokens_total;
                 tokens_computed += stats.tokens_computed;
                 if runs.len() == 1 {
+                    // The prefix the engine actually shared (0 with sharing off).
+                    total_flops += flops(&cfg, &ids, stats.prefix_tokens);
                     scores.push(s);
                 }
             }

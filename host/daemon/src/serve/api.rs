@@ -199,7 +199,8 @@ async fn select_route(
                 .unwrap_or_else(|| ApiError::bad_request("body")));
         }
     };
-    check_candidates(input.candidate_list().len(), state.config.max_candidates)?;
+    let n = input.candidate_count();
+    check_candidates(n, state.config.max_candidates)?;
     let name = input.policy.clone().ok_or_else(|| ApiError::bad_request("missing field `policy`"))?;
     let policy = state.registry.get(&name).ok_or_else(|| {
         ApiError::new(
@@ -229,11 +230,11 @@ async fn select_route(
             Err(_) => "input".to_owned(),
         };
         worker_state.metrics.plugin_calls.inc(&[&policy.id().name, &label]);
-        result.map(|o| (o, input.candidate_list().len()))
+        result
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("selection task failed: {e}")))?;
-    let (outcome, n) = outcome?;
+    let outcome = outcome?;
     let logs: Vec<Value> = outcome
         .logs
         .iter()

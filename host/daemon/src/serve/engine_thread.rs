@@ -183,13 +183,7 @@ fn batcher(
                 Err(_) => break,
             }
         }
-        batch.retain(|j| {
-            let open = !j.reply.is_closed();
-            if !open {
-                metrics.dropped_jobs.inc();
-            }
-            open
-        });
+        keep_open(&mut batch, &metrics);
         if batch.is_empty() {
             continue;
         }
@@ -201,27 +195,32 @@ fn batcher(
     }
 }
 
+/// Drops the jobs whose client has gone away, counting them.
+fn keep_open(batch: &mut Vec<Job>, metrics: &Metrics) {
+    batch.retain(|j| {
+        let open = !j.reply.is_closed();
+        if !open {
+            metrics.dropped_jobs.inc();
+        }
+        open
+    });
+}
+
 fn engine(model: Arc<dyn RewardModel>, batches: Receiver<Vec<Job>>, healthy: Arc<AtomicBool>, metrics: Arc<Metrics>) {
     while let Ok(mut batch) = batches.recv() {
         // Clients may have left while the batch waited for the previous one.
-        batch.retain(|j| {
-            let open = !j.reply.is_closed();
-            if !open {
-                metrics.dropped_jobs.inc();
-            }
-            open
-        });
+        keep_open(&mut batch, &metrics);
         if batch.is_empty() {
             continue;
         }
         let started = Instant::now();
-        let prepared: Vec<Prepared> = batch.iter().map(|j| j.prepared.clone()).collect();
+        let (prepared, replies): (Vec<Prepared>, Vec<_>) = batch.into_iter().map(|j| (j.prepared, j.reply)).unzip();
         let results = model.score_prepared(&prepared);
         metrics.engine_seconds.observe(started.elapsed().as_secs_f64());
         let failed = results.iter().any(|r| matches!(r, Err(EngineError::Compute(_))));
         healthy.store(!failed, Ordering::Relaxed);
-        for (job, result) in batch.into_iter().zip(results) {
-            let _ = job.reply.send(result.map_err(|e| e.to_string()));
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result.map_err(|e| e.to_string()));
         }
     }
 }
