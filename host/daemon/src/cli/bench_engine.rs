@@ -84,7 +84,7 @@ pub fn engine(
 ) -> Result<()> {
     engine.apply_threads();
     let cases = read_cases(input)?;
-    println!("model {}; {} cases; median of {repeat} runs per case", model_dir.display(), cases.len());
+    outln!("model {}; {} cases; median of {repeat} runs per case", model_dir.display(), cases.len());
     let mut medians = Vec::new();
     let mut all_scores = Vec::new();
     for share in [true, false] {
@@ -113,7 +113,7 @@ pub fn engine(
         }
         let secs: f64 = per_case.iter().sum();
         let n_responses: usize = cases.iter().map(|c| c.responses.len()).sum();
-        println!(
+        outln!(
             "prefix sharing {:<3}: {:.3} s per case (median), {:.1} responses/s, {:.0} tokens/s, tokens computed/total {}/{}, {:.1} GFLOP/s",
             if share { "on" } else { "off" },
             secs / cases.len() as f64,
@@ -126,7 +126,7 @@ pub fn engine(
         medians.push(secs);
         all_scores.push(scores);
     }
-    println!("prefix sharing on/off time ratio: {:.3}", medians[0] / medians[1]);
+    outln!("prefix sharing on/off time ratio: {:.3}", medians[0] / medians[1]);
     if let Some(path) = reference {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let r: serde_json::Value = serde_json::from_str(&text).context("reference json")?;
@@ -138,14 +138,14 @@ pub fn engine(
             .zip(all_scores[0].iter().flatten())
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        println!(
+        outln!(
             "reference transformers loop: {:.3} s per case; arbiter is {:.2}x faster (prefix sharing on); max |score diff| {diff:e}",
             ref_secs / cases.len() as f64,
             ref_secs / medians[0]
         );
     }
     if let Some(rss) = peak_rss_mib() {
-        println!("peak RSS {rss:.0} MiB");
+        outln!("peak RSS {rss:.0} MiB");
     }
     Ok(())
 }
@@ -154,7 +154,7 @@ pub fn matmul(engine: &EngineArgs) -> Result<()> {
     engine.apply_threads();
     let dev = Device::Cpu;
     let mut best: f64 = 0.0;
-    println!("f32 matmul on candle CPU, median of 5 after warm-up");
+    outln!("f32 matmul on candle CPU, median of 5 after warm-up");
     for (m, k, n) in [(512usize, 1024usize, 3072usize), (2048, 1024, 1024), (1024, 1024, 1024), (2048, 2048, 2048)] {
         let a = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
         let b = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
@@ -168,9 +168,9 @@ pub fn matmul(engine: &EngineArgs) -> Result<()> {
         }
         let gflops = 2.0 * (m * k * n) as f64 / median(runs) / 1e9;
         best = best.max(gflops);
-        println!("  [{m}x{k}] x [{k}x{n}]ᵀ: {gflops:.1} GFLOP/s");
+        outln!("  [{m}x{k}] x [{k}x{n}]ᵀ: {gflops:.1} GFLOP/s");
     }
-    println!("peak {best:.1} GFLOP/s");
+    outln!("peak {best:.1} GFLOP/s");
     Ok(())
 }
 
@@ -185,14 +185,14 @@ pub fn long(model_dir: &Path, tokens: usize, engine: &EngineArgs) -> Result<()> 
     let started = Instant::now();
     let (scores, stats) = model.score_with_stats(&messages, &responses)?;
     let elapsed: Duration = started.elapsed();
-    println!(
+    outln!(
         "{} tokens per conversation ({} computed): scores {scores:?} in {:.2} s",
         stats.tokens_total / 2,
         stats.tokens_computed,
         elapsed.as_secs_f64()
     );
     if let (Some(b), Some(a)) = (before, peak_rss_mib()) {
-        println!("peak RSS {b:.0} MiB after loading, {a:.0} MiB after scoring");
+        outln!("peak RSS {b:.0} MiB after loading, {a:.0} MiB after scoring");
     }
     Ok(())
 }

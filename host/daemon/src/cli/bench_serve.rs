@@ -91,7 +91,7 @@ fn reload_latency(addr: SocketAddr, dir: &Path) -> Result<()> {
             samples.push(started.elapsed().as_secs_f64() * 1000.0);
         }
     }
-    println!(
+    outln!(
         "hot reload (file rename -> new version serving, compiled without cache), {} reloads: p50 {:.1} ms, max {:.1} ms",
         samples.len(),
         pct(samples.clone(), 0.5),
@@ -116,7 +116,7 @@ fn overhead(addr: SocketAddr, model: &dyn RewardModel) -> Result<()> {
         direct.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let (h, d) = (pct(http, 0.5), pct(direct, 0.5));
-    println!(
+    outln!(
         "/v1/score, 4 responses, demo model: p50 {h:.3} ms over HTTP vs {d:.3} ms engine alone: daemon overhead {:.3} ms per request",
         h - d
     );
@@ -155,7 +155,7 @@ fn throughput(addr: SocketAddr, clients: usize, seconds: u64) {
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "{clients} clients, {seconds} s, /v1/select argmax over 4 scored responses: {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, {failed} failed",
         all.len() as f64 / secs,
         pct(all.clone(), 0.5),
