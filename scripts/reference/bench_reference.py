@@ -11,6 +11,8 @@ output_scores=True) -> scores[0][0][0], with torch.set_num_threads(--threads).
 Prints JSON with the per-case times and the scores (for a cross-check against arbiter's).
 
   python scripts/reference/bench_reference.py --dir /tmp/arbiter-bench --threads 2
+  python scripts/reference/bench_reference.py --dir /tmp/arbiter-bench --threads 2 --dtype bfloat16 \
+      --out reference-bf16.json
   cargo run --release -p arbiter -- bench engine --model /tmp/arbiter-bench/model \
       --input /tmp/arbiter-bench/cases.jsonl --threads 2
 """
@@ -58,9 +60,9 @@ def make_checkpoint(out, tokenizer_dir):
     return model_dir
 
 
-def make_cases(out, n_cases, n, prompt_words, response_words):
+def make_cases(out, name, n_cases, n, prompt_words, response_words):
     rng = random.Random(1)
-    path = os.path.join(out, "cases.jsonl")
+    path = os.path.join(out, name + ".jsonl")
     with open(path, "w") as f:
         for c in range(n_cases):
             messages = [{"role": "user", "content": text_of(rng, prompt_words)}]
@@ -70,10 +72,10 @@ def make_cases(out, n_cases, n, prompt_words, response_words):
 
 
 @torch.no_grad()
-def reference(model_dir, cases_path, threads):
+def reference(model_dir, cases_path, threads, dtype):
     torch.set_num_threads(threads)
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = LlamaForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    model = LlamaForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
     cases = [json.loads(line) for line in open(cases_path)]
     times, scores, tokens = [], [], 0
     for case in cases:
@@ -91,7 +93,7 @@ def reference(model_dir, cases_path, threads):
         times.append(time.perf_counter() - start)
         scores.append(row)
     return {"times_s": times, "median_s": statistics.median(times), "tokens": tokens, "scores": scores,
-            "threads": threads, "torch": torch.__version__}
+            "threads": threads, "dtype": dtype, "torch": torch.__version__}
 
 
 def main():
@@ -103,14 +105,18 @@ def main():
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--prompt-words", type=int, default=240)
     ap.add_argument("--response-words", type=int, default=60)
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                    help="reference compute dtype (the model card runs bfloat16)")
+    ap.add_argument("--set", default="cases", help="case set name: writes --dir/SET.jsonl")
+    ap.add_argument("--out", default="reference.json", help="result file name inside --dir")
     args = ap.parse_args()
     tokenizer_dir = args.tokenizer if os.path.exists(os.path.join(args.tokenizer, "tokenizer.json")) else \
         os.path.join(HERE, "..", "..", "tests", "fixtures", "tiny-llama-f32")
     os.makedirs(args.dir, exist_ok=True)
     model_dir = make_checkpoint(args.dir, tokenizer_dir)
-    cases = make_cases(args.dir, args.cases, args.n, args.prompt_words, args.response_words)
-    result = reference(model_dir, cases, args.threads)
-    with open(os.path.join(args.dir, "reference.json"), "w") as f:
+    cases = make_cases(args.dir, args.set, args.cases, args.n, args.prompt_words, args.response_words)
+    result = reference(model_dir, cases, args.threads, args.dtype)
+    with open(os.path.join(args.dir, args.out), "w") as f:
         json.dump(result, f)
     print(json.dumps({k: v for k, v in result.items() if k != "scores"}))
 

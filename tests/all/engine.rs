@@ -3,14 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
-use arbiter_engine::{EngineError, EngineOptions, LlamaRewardModel, Message, Prompter, RewardModel};
+use arbiter_engine::{
+    BackendChoice, DtypeChoice, EngineError, EngineOptions, LlamaRewardModel, Message, Prompter, RewardModel,
+};
 use serde_json::Value;
 
-fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
-fn goldens() -> Value {
+pub(crate) fn goldens() -> Value {
     let text = std::fs::read_to_string(fixtures().join("goldens.json")).expect("goldens.json");
     serde_json::from_str(&text).expect("goldens parse")
 }
@@ -31,10 +33,38 @@ fn ids(v: &Value) -> Vec<u32> {
     serde_json::from_value(v.clone()).expect("ids")
 }
 
-/// Every fixture: token ids equal the reference's, and scores are within 1e-4 of the
-/// reference's, with prefix sharing and batching on (the defaults).
+/// The f32 options on one CPU backend; `None` when that backend is oneDNN and the library is
+/// absent (a failure instead when `ARBITER_REQUIRE_ONEDNN=1`, as CI sets it).
+fn f32_on(backend: BackendChoice) -> EngineOptions {
+    EngineOptions { dtype: DtypeChoice::F32, backend, ..EngineOptions::default() }
+}
+
+/// Loads `name` with `options`, or `None` when it asks for oneDNN and oneDNN is absent.
+fn load_if_available(name: &str, options: EngineOptions) -> Option<LlamaRewardModel> {
+    match LlamaRewardModel::load(&fixtures().join(name), options.clone()) {
+        Ok(m) => Some(m),
+        Err(e)
+            if options.backend == BackendChoice::OneDnn
+                && std::env::var("ARBITER_REQUIRE_ONEDNN").as_deref() != Ok("1") =>
+        {
+            eprintln!("skipping the oneDNN backend: {e}");
+            None
+        }
+        Err(e) => panic!("load {name}: {e}"),
+    }
+}
+
+/// Every fixture on both CPU backends in f32: token ids equal the reference's, and scores are
+/// within 1e-4 of the reference's, with prefix sharing and batching on (the defaults).
 fn check_fixture(name: &str) {
-    let model = load(name, EngineOptions::default());
+    for backend in [BackendChoice::Candle, BackendChoice::OneDnn] {
+        if let Some(model) = load_if_available(name, f32_on(backend)) {
+            check_fixture_with(name, &model);
+        }
+    }
+}
+
+fn check_fixture_with(name: &str, model: &LlamaRewardModel) {
     let g = goldens();
     let cases = g["fixtures"][name].as_array().expect("cases");
     let mut checked = 0;
@@ -58,7 +88,7 @@ fn check_fixture(name: &str) {
         }
     }
     assert!(checked >= 50, "{name}: only {checked} goldens");
-    eprintln!("{name}: {checked} scores, max |diff| = {worst:e}");
+    eprintln!("{name} on {}: {checked} scores, max |diff| = {worst:e}", model.compute_info());
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod cache;
 mod cli;
 mod daemon;
 mod engine;
+mod engine_bf16;
 mod hostile;
 mod rust_guest;
 mod support;

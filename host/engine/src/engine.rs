@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device};
 
+use crate::compute::{BackendChoice, Compute, ComputeInfo, DtypeChoice};
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result, bad};
 use crate::model::{Chunk, KvBlocks, Llama};
@@ -81,6 +82,10 @@ pub struct EngineOptions {
     pub share_prefix: bool,
     /// Tokenize `<|…|>` text inside messages as plain text (off: as special tokens, like the reference).
     pub neutralize_special_tokens: bool,
+    /// Compute dtype on CPU ([`LlamaRewardModel::load`]).
+    pub dtype: DtypeChoice,
+    /// Matmul backend on CPU ([`LlamaRewardModel::load`]).
+    pub backend: BackendChoice,
 }
 
 impl Default for EngineOptions {
@@ -92,6 +97,8 @@ impl Default for EngineOptions {
             chunk_tokens: 512,
             share_prefix: true,
             neutralize_special_tokens: false,
+            dtype: DtypeChoice::Auto,
+            backend: BackendChoice::Auto,
         }
     }
 }
@@ -118,19 +125,29 @@ pub struct LlamaRewardModel {
 }
 
 impl LlamaRewardModel {
-    /// Loads a checkpoint directory offline, on CPU in f32 (bf16/f16 weights are upcast).
+    /// Loads a checkpoint directory offline, on CPU, with the dtype and backend that
+    /// `options.dtype` / `options.backend` resolve to (see [`crate::ComputeInfo`]).
     ///
     /// # Errors
-    /// Any missing or malformed file, named.
+    /// Any missing or malformed file, named; `--backend onednn` without the library.
     pub fn load(dir: &Path, options: EngineOptions) -> Result<Self> {
-        Self::load_on(dir, options, Device::Cpu, DType::F32)
+        Self::load_with(dir, options, |stored, o| Compute::cpu(o.backend, o.dtype, stored, o.chunk_tokens))
     }
 
-    /// Loads on a given device and compute dtype (the CUDA path uses bf16).
+    /// Loads on a given device, computing everything in `dtype` with candle's kernels (the
+    /// CUDA path uses bf16; on CPU this is the reference backend).
     ///
     /// # Errors
     /// As [`LlamaRewardModel::load`].
     pub fn load_on(dir: &Path, options: EngineOptions, device: Device, dtype: DType) -> Result<Self> {
+        Self::load_with(dir, options, move |_, _| Ok(Compute::on(device, dtype)))
+    }
+
+    fn load_with(
+        dir: &Path,
+        options: EngineOptions,
+        compute: impl FnOnce(DType, &EngineOptions) -> Result<Compute>,
+    ) -> Result<Self> {
         if !dir.is_dir() {
             return Err(bad(dir, "not a directory"));
         }
@@ -155,14 +172,22 @@ impl LlamaRewardModel {
         if options.chunk_tokens == 0 || options.max_batch_tokens == 0 {
             return Err(EngineError::Input("chunk_tokens and max_batch_tokens must be positive".into()));
         }
-        let ck = Checkpoint::open(dir, device, dtype)?;
-        let model = Llama::load(&cfg, &ck, options.reward_token)?;
+        let ck = Checkpoint::open(dir, Device::Cpu, DType::F32)?;
+        let stored = ck.stored_dtype("model.layers.0.self_attn.q_proj.weight").unwrap_or(DType::F32);
+        let compute = compute(stored, &options)?;
+        let ck = ck.on(compute.device().clone());
+        let model = Llama::load(&cfg, &ck, options.reward_token, compute)?;
         Ok(Self { model, prompter, options, dir: dir.display().to_string() })
     }
 
     /// Architecture of the loaded checkpoint.
     pub fn config(&self) -> &ModelConfig {
         self.model.config()
+    }
+
+    /// Backend, instruction set and dtypes chosen at load.
+    pub fn compute_info(&self) -> &ComputeInfo {
+        self.model.compute().info()
     }
 
     /// Token ids of the conversation `messages + [assistant: response]`, as the reference
@@ -370,7 +395,14 @@ impl RewardModel for LlamaRewardModel {
 
     fn describe(&self) -> String {
         let c = self.model.config();
-        format!("{} ({} layers, hidden {}, {:?})", self.dir, c.num_layers, c.hidden_size, c.head)
+        format!(
+            "{} ({} layers, hidden {}, {:?}; {})",
+            self.dir,
+            c.num_layers,
+            c.hidden_size,
+            c.head,
+            self.compute_info()
+        )
     }
 
     fn prepare(&self, conversation: &[Message], responses: &[String]) -> Result<Prepared> {

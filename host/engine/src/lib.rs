@@ -12,6 +12,7 @@
 //!
 //! Synchronous by design: no async runtime, no wasmtime. Callers run it on their own thread.
 
+mod compute;
 mod config;
 mod engine;
 mod error;
@@ -22,6 +23,7 @@ mod template;
 mod text;
 mod weights;
 
+pub use compute::{BackendChoice, Compute, ComputeInfo, DtypeChoice, Linear};
 pub use config::{Head, Llama3Scaling, ModelConfig};
 pub use engine::{EngineOptions, LlamaRewardModel, Prepared, RewardModel, ScoreStats};
 pub use error::{EngineError, Result};

@@ -95,6 +95,11 @@ impl Checkpoint {
         Ok(Self { mmap, owner, files, device, dtype })
     }
 
+    /// The same checkpoint, loading to `device` instead.
+    pub fn on(self, device: Device) -> Self {
+        Self { device, ..self }
+    }
+
     /// Device tensors are loaded to.
     pub fn device(&self) -> &Device {
         &self.device
@@ -135,9 +140,28 @@ impl Checkpoint {
     /// # Errors
     /// Missing tensor, wrong shape, unsupported dtype.
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        self.tensor_as(name, shape, self.dtype)
+    }
+
+    /// Loads tensor `name`, checking its shape, in `dtype` (matmul weights may differ from
+    /// the activation dtype).
+    ///
+    /// # Errors
+    /// As [`Checkpoint::tensor`].
+    pub fn tensor_as(&self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let (view, file) = self.view(name, shape)?;
         let t = view.load(&self.device).map_err(|e| bad(file, format!("tensor `{name}`: {e}")))?;
-        Ok(t.to_dtype(self.dtype)?)
+        Ok(t.to_dtype(dtype)?)
+    }
+
+    /// The dtype tensor `name` is stored in, if present.
+    pub fn stored_dtype(&self, name: &str) -> Option<DType> {
+        match self.mmap.get(name).ok()?.dtype() {
+            StDtype::F32 => Some(DType::F32),
+            StDtype::BF16 => Some(DType::BF16),
+            StDtype::F16 => Some(DType::F16),
+            _ => None,
+        }
     }
 
     /// Loads row `row` of the 2-D tensor `name` (`[rows, cols]`) as `[1, cols]`, reading only

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use arbiter_engine::{Message, ModelConfig, RewardModel};
-use candle_core::{Device, Tensor};
+use arbiter_engine::{BackendChoice, Compute, DtypeChoice, Message, ModelConfig, RewardModel};
+use candle_core::{DType, Device, Tensor};
 
 use super::EngineArgs;
 
@@ -67,6 +67,19 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The CPU's model name, where the OS reports it.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Peak resident memory of this process (VmHWM), in MiB, where the OS reports it.
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -91,6 +104,9 @@ pub fn engine(
         let mut args = engine.clone();
         args.no_prefix_sharing = !share;
         let model = args.load(model_dir)?;
+        if share {
+            outln!("cpu {}; engine {}", cpu_model(), model.compute_info());
+        }
         let cfg = model.config().clone();
         let (mut per_case, mut total_flops, mut tokens_total, mut tokens_computed) = (Vec::new(), 0.0, 0, 0);
         let mut scores = Vec::new();
@@ -150,27 +166,49 @@ pub fn engine(
     Ok(())
 }
 
+/// Matmul throughput of each CPU backend through the engine's own `Linear` (so oneDNN's
+/// figure includes converting the f32 input to bf16), on the projection shapes of a
+/// hidden-1024 model and the reference shapes.
 pub fn matmul(engine: &EngineArgs) -> Result<()> {
     engine.apply_threads();
     let dev = Device::Cpu;
-    let mut best: f64 = 0.0;
-    outln!("f32 matmul on candle CPU, median of 5 after warm-up");
-    for (m, k, n) in [(512usize, 1024usize, 3072usize), (2048, 1024, 1024), (1024, 1024, 1024), (2048, 2048, 2048)] {
-        let a = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
-        let b = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
-        let _ = a.matmul(&b.t()?)?;
-        let mut runs = Vec::new();
-        for _ in 0..5 {
-            let start = Instant::now();
-            let c = a.matmul(&b.t()?)?;
-            std::hint::black_box(c);
-            runs.push(start.elapsed().as_secs_f64());
+    let mut backends: Vec<(&str, Compute)> = vec![("candle f32", Compute::on(dev.clone(), DType::F32))];
+    for (name, dtype) in [("onednn f32", DtypeChoice::F32), ("onednn bf16", DtypeChoice::Bf16)] {
+        match Compute::cpu(BackendChoice::OneDnn, dtype, DType::BF16, 512) {
+            Ok(c) => backends.push((name, c)),
+            Err(e) => outln!("{name}: unavailable ({e})"),
         }
-        let gflops = 2.0 * (m * k * n) as f64 / median(runs) / 1e9;
-        best = best.max(gflops);
-        outln!("  [{m}x{k}] x [{k}x{n}]ᵀ: {gflops:.1} GFLOP/s");
     }
-    outln!("peak {best:.1} GFLOP/s");
+    outln!("cpu {}", cpu_model());
+    if let Some((_, c)) = backends.get(1) {
+        outln!("oneDNN {} on {}", c.info().version, c.info().isa);
+    }
+    outln!("GFLOP/s of y = x·Wᵀ, M×N×K, median of 5 after warm-up");
+    let mut peaks = vec![0.0f64; backends.len()];
+    for (m, n, k) in
+        [(512usize, 1024usize, 1024usize), (512, 2816, 1024), (4096, 1024, 1024), (64, 1024, 1024), (512, 3072, 1024)]
+    {
+        let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
+        let mut line = format!("  {m}x{n}x{k}:");
+        for (i, (name, compute)) in backends.iter().enumerate() {
+            let linear = compute.linear(w.clone())?;
+            let _ = linear.forward(&x)?;
+            let mut runs = Vec::new();
+            for _ in 0..5 {
+                let start = Instant::now();
+                std::hint::black_box(linear.forward(&x)?);
+                runs.push(start.elapsed().as_secs_f64());
+            }
+            let gflops = 2.0 * (m * k * n) as f64 / median(runs) / 1e9;
+            peaks[i] = peaks[i].max(gflops);
+            line.push_str(&format!("  {name} {gflops:.1}"));
+        }
+        outln!("{line}");
+    }
+    for ((name, _), peak) in backends.iter().zip(peaks) {
+        outln!("peak {name}: {peak:.1} GFLOP/s");
+    }
     Ok(())
 }
 

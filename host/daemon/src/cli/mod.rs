@@ -81,18 +81,68 @@ struct EngineArgs {
     /// (the reference does not; scores change).
     #[arg(long, env = "ARBITER_NEUTRALIZE_SPECIAL_TOKENS")]
     neutralize_special_tokens: bool,
+    /// Compute dtype on CPU: `auto` = bf16 when the checkpoint is bf16 and the CPU has native
+    /// bf16 (AMX or AVX-512-BF16, through oneDNN), else f32; `f32` = the exact reference path;
+    /// `bf16` = bf16 weights kept in memory as bf16.
+    #[arg(long, env = "ARBITER_DTYPE", value_enum, default_value_t = DtypeArg::Auto)]
+    dtype: DtypeArg,
+    /// CPU matmul backend: `auto` = oneDNN when libdnnl.so.2 loads (apt-get install
+    /// libdnnl2), else candle; `onednn` fails without it; `candle` never uses it.
+    #[arg(long, env = "ARBITER_BACKEND", value_enum, default_value_t = BackendArg::Auto)]
+    backend: BackendArg,
+}
+
+/// `--dtype` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DtypeArg {
+    Auto,
+    F32,
+    Bf16,
+}
+
+/// `--backend` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendArg {
+    Auto,
+    Onednn,
+    Candle,
 }
 
 impl EngineArgs {
-    /// Applies `--threads` before any engine thread exists.
+    /// Applies `--threads` before any engine thread exists: one count for candle's rayon
+    /// pool and oneDNN's OpenMP pool, which take turns (never both busy at once).
     fn apply_threads(&self) {
         if let Some(n) = self.threads {
+            let n = n.max(1).to_string();
             // SAFETY: called at the start of a command, before this process starts any thread
-            // (the engine's thread pool reads this variable when it is first used).
-            #[allow(unsafe_code, reason = "setting RAYON_NUM_THREADS before any thread starts")]
+            // (rayon and OpenMP read these variables when their pools are first created).
+            #[allow(unsafe_code, reason = "setting thread-pool sizes before any thread starts")]
             unsafe {
-                std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+                std::env::set_var("RAYON_NUM_THREADS", &n);
+                std::env::set_var("OMP_NUM_THREADS", &n);
             }
+        }
+    }
+
+    /// The engine options these flags ask for.
+    fn options(&self) -> arbiter_engine::EngineOptions {
+        arbiter_engine::EngineOptions {
+            reward_token: self.reward_token,
+            max_input_tokens: self.max_input_tokens,
+            max_batch_tokens: self.max_batch_tokens,
+            share_prefix: !self.no_prefix_sharing,
+            neutralize_special_tokens: self.neutralize_special_tokens,
+            dtype: match self.dtype {
+                DtypeArg::Auto => arbiter_engine::DtypeChoice::Auto,
+                DtypeArg::F32 => arbiter_engine::DtypeChoice::F32,
+                DtypeArg::Bf16 => arbiter_engine::DtypeChoice::Bf16,
+            },
+            backend: match self.backend {
+                BackendArg::Auto => arbiter_engine::BackendChoice::Auto,
+                BackendArg::Onednn => arbiter_engine::BackendChoice::OneDnn,
+                BackendArg::Candle => arbiter_engine::BackendChoice::Candle,
+            },
+            ..arbiter_engine::EngineOptions::default()
         }
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use arbiter_engine::{EngineOptions, LlamaRewardModel, Message};
+use arbiter_engine::{LlamaRewardModel, Message};
 use clap::Args;
 use serde_json::Value;
 
@@ -48,7 +48,12 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     args.engine.apply_threads();
     let started = Instant::now();
     let model = args.engine.load(&args.model)?;
-    eprintln!("arbiter: loaded {} in {:.2} s", args.model.display(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "arbiter: loaded {} in {:.2} s; engine {}",
+        args.model.display(),
+        started.elapsed().as_secs_f64(),
+        model.compute_info()
+    );
     let reader: Box<dyn BufRead> = if args.input == "-" {
         Box::new(std::io::stdin().lock())
     } else {
@@ -98,14 +103,6 @@ pub fn run(args: ScoreArgs) -> Result<()> {
 impl EngineArgs {
     /// Loads the checkpoint `dir` with these settings.
     pub fn load(&self, dir: &std::path::Path) -> Result<LlamaRewardModel> {
-        let options = EngineOptions {
-            reward_token: self.reward_token,
-            max_input_tokens: self.max_input_tokens,
-            max_batch_tokens: self.max_batch_tokens,
-            share_prefix: !self.no_prefix_sharing,
-            neutralize_special_tokens: self.neutralize_special_tokens,
-            ..EngineOptions::default()
-        };
-        LlamaRewardModel::load(dir, options).with_context(|| format!("loading model {}", dir.display()))
+        LlamaRewardModel::load(dir, self.options()).with_context(|| format!("loading model {}", dir.display()))
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use arbiter::serve::{self, ServeConfig, demo};
-use arbiter_engine::{EngineOptions, RewardModel};
+use arbiter_engine::RewardModel;
 use arbiter_plugins::HostConfig;
 use clap::{Args, ValueEnum};
 
@@ -71,15 +71,12 @@ pub fn run(global: &Global, args: ServeArgs) -> Result<()> {
         Some(dir) => (Arc::new(args.engine.load(dir)?), dir.display().to_string()),
         None => {
             demo_dir = tempfile::tempdir().context("creating the demo model directory")?;
-            let options = EngineOptions {
-                max_input_tokens: args.engine.max_input_tokens,
-                max_batch_tokens: args.engine.max_batch_tokens,
-                ..EngineOptions::default()
-            };
+            let options = args.engine.options();
             tracing::warn!("no --model given: serving the built-in {}", demo::DEMO_LABEL);
             (Arc::new(demo::load(demo_dir.path(), options)?), demo::DEMO_LABEL.to_owned())
         }
     };
+    tracing::info!(engine = %model.describe(), "model loaded");
     let mut host = HostConfig::default();
     if global.no_cache {
         host.cache_dir = None;

@@ -327,6 +327,7 @@ async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
         "name": "arbiter",
         "version": env!("CARGO_PKG_VERSION"),
         "model": state.model_label,
+        "engine": state.config.model.describe(),
         "max_concurrent_requests": state.config.max_concurrent_requests,
         "max_batch_tokens": state.config.max_batch_tokens,
         "max_candidates": state.config.max_candidates,

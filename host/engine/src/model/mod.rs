@@ -10,8 +10,9 @@
 mod attention;
 mod rope;
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{D, DType, Tensor};
 
+use crate::compute::{Compute, Linear};
 use crate::config::{Head, ModelConfig};
 use crate::error::Result;
 use crate::weights::Checkpoint;
@@ -58,14 +59,13 @@ pub struct ChunkOut {
 
 struct Layer {
     input_norm: Tensor,
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    o: Tensor,
+    /// q, k and v projections stacked into one matrix: one matmul per layer instead of three.
+    qkv: Linear,
+    o: Linear,
     post_norm: Tensor,
-    gate: Tensor,
-    up: Tensor,
-    down: Tensor,
+    /// gate and up projections stacked, likewise.
+    gate_up: Linear,
+    down: Linear,
 }
 
 /// Decoder weights plus the reward head row.
@@ -77,54 +77,64 @@ pub struct Llama {
     norm: Tensor,
     /// `[1, hidden]`: the reward token's `lm_head` row (or tied embedding row), or `score`.
     head: Tensor,
-    device: Device,
-    dtype: DType,
-}
-
-fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    Ok(x.matmul(&w.t()?)?)
+    compute: Compute,
 }
 
 impl Llama {
-    /// Loads every tensor, checking shapes against `cfg`; keeps one row of the output head.
-    pub fn load(cfg: &ModelConfig, ck: &Checkpoint, reward_token: u32) -> Result<Self> {
+    /// Loads every tensor, checking shapes against `cfg`, into `compute`'s layout and dtypes;
+    /// keeps one row of the output head.
+    pub fn load(cfg: &ModelConfig, ck: &Checkpoint, reward_token: u32, compute: Compute) -> Result<Self> {
         let (h, kvd, qd, inter) =
             (cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, cfg.num_heads * cfg.head_dim, cfg.intermediate_size);
+        let (act, wt) = (compute.activations(), compute.weights());
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
             let p = |s: &str| format!("model.layers.{i}.{s}");
+            let w = |s: &str, shape: &[usize]| ck.tensor_as(&p(s), shape, wt);
+            let qkv = Tensor::cat(
+                &[
+                    w("self_attn.q_proj.weight", &[qd, h])?,
+                    w("self_attn.k_proj.weight", &[kvd, h])?,
+                    w("self_attn.v_proj.weight", &[kvd, h])?,
+                ],
+                0,
+            )?;
+            let gate_up =
+                Tensor::cat(&[w("mlp.gate_proj.weight", &[inter, h])?, w("mlp.up_proj.weight", &[inter, h])?], 0)?;
             layers.push(Layer {
-                input_norm: ck.tensor(&p("input_layernorm.weight"), &[h])?,
-                q: ck.tensor(&p("self_attn.q_proj.weight"), &[qd, h])?,
-                k: ck.tensor(&p("self_attn.k_proj.weight"), &[kvd, h])?,
-                v: ck.tensor(&p("self_attn.v_proj.weight"), &[kvd, h])?,
-                o: ck.tensor(&p("self_attn.o_proj.weight"), &[h, qd])?,
-                post_norm: ck.tensor(&p("post_attention_layernorm.weight"), &[h])?,
-                gate: ck.tensor(&p("mlp.gate_proj.weight"), &[inter, h])?,
-                up: ck.tensor(&p("mlp.up_proj.weight"), &[inter, h])?,
-                down: ck.tensor(&p("mlp.down_proj.weight"), &[h, inter])?,
+                input_norm: ck.tensor_as(&p("input_layernorm.weight"), &[h], act)?,
+                qkv: compute.linear(qkv)?,
+                o: compute.linear(w("self_attn.o_proj.weight", &[h, qd])?)?,
+                post_norm: ck.tensor_as(&p("post_attention_layernorm.weight"), &[h], act)?,
+                gate_up: compute.linear(gate_up)?,
+                down: compute.linear(w("mlp.down_proj.weight", &[h, inter])?)?,
             });
         }
         let vocab = cfg.vocab_size;
         let row = reward_token as usize;
         let head = match cfg.head {
-            Head::Score => ck.tensor("score.weight", &[1, h])?,
+            Head::Score => ck.tensor_as("score.weight", &[1, h], act)?,
             // Some tied checkpoints still ship an lm_head copy; the tied row is the same values.
             Head::LmHeadRow { tied } if tied && !ck.has("lm_head.weight") => {
-                ck.row("model.embed_tokens.weight", vocab, h, row)?
+                ck.row("model.embed_tokens.weight", vocab, h, row)?.to_dtype(act)?
             }
-            Head::LmHeadRow { .. } => ck.row("lm_head.weight", vocab, h, row)?,
+            Head::LmHeadRow { .. } => ck.row("lm_head.weight", vocab, h, row)?.to_dtype(act)?,
         };
         Ok(Self {
             rope: Rope::new(cfg),
-            embed: ck.tensor("model.embed_tokens.weight", &[vocab, h])?,
+            // Rows are gathered then converted: the table stays in the (smaller) weight dtype.
+            embed: ck.tensor_as("model.embed_tokens.weight", &[vocab, h], wt)?,
             layers,
-            norm: ck.tensor("model.norm.weight", &[h])?,
+            norm: ck.tensor_as("model.norm.weight", &[h], act)?,
             head,
-            device: ck.device().clone(),
-            dtype: ck.dtype(),
+            compute,
             cfg: cfg.clone(),
         })
+    }
+
+    /// How this model computes.
+    pub fn compute(&self) -> &Compute {
+        &self.compute
     }
 
     /// Architecture.
@@ -138,7 +148,7 @@ impl Llama {
             return Ok(Vec::new());
         }
         let rows = Tensor::cat(last, 0)?;
-        let scores = linear(&rows, &self.head)?.squeeze(D::Minus1)?;
+        let scores = rows.matmul(&self.head.t()?)?.squeeze(D::Minus1)?;
         Ok(scores.to_dtype(DType::F32)?.to_vec1::<f32>()?)
     }
 
@@ -150,9 +160,10 @@ impl Llama {
         let ids: Vec<u32> = chunks.iter().flat_map(|c| c.tokens.iter().copied()).collect();
         let positions: Vec<usize> = chunks.iter().flat_map(|c| c.start..c.start + c.tokens.len()).collect();
         let total = ids.len();
-        let ids = Tensor::from_vec(ids, total, &self.device)?;
-        let mut x = self.embed.index_select(&ids, 0)?;
-        let (cos, sin) = self.rope.cos_sin(&positions, &self.device, self.dtype)?;
+        let (device, act) = (self.compute.device(), self.compute.activations());
+        let ids = Tensor::from_vec(ids, total, device)?;
+        let mut x = self.embed.index_select(&ids, 0)?.to_dtype(act)?;
+        let (cos, sin) = self.rope.cos_sin(&positions, device, act)?;
         let scale = 1.0 / (d as f64).sqrt();
         let masks: Vec<Tensor> =
             chunks.iter().map(|c| attention::causal_mask(group, c.tokens.len(), &x)).collect::<Result<_>>()?;
@@ -164,9 +175,11 @@ impl Llama {
             let to_heads = |t: Tensor, heads: usize| -> Result<Tensor> {
                 Ok(t.reshape((total, heads, d))?.transpose(0, 1)?.contiguous()?.unsqueeze(0)?)
             };
-            let q = candle_nn::rotary_emb::rope(&to_heads(linear(&h, &layer.q)?, nh)?, &cos, &sin)?.squeeze(0)?;
-            let k = candle_nn::rotary_emb::rope(&to_heads(linear(&h, &layer.k)?, kvh)?, &cos, &sin)?.squeeze(0)?;
-            let v = to_heads(linear(&h, &layer.v)?, kvh)?.squeeze(0)?;
+            let qkv = layer.qkv.forward(&h)?;
+            let (qd, kvd) = (nh * d, kvh * d);
+            let q = candle_nn::rotary_emb::rope(&to_heads(qkv.narrow(1, 0, qd)?, nh)?, &cos, &sin)?.squeeze(0)?;
+            let k = candle_nn::rotary_emb::rope(&to_heads(qkv.narrow(1, qd, kvd)?, kvh)?, &cos, &sin)?.squeeze(0)?;
+            let v = to_heads(qkv.narrow(1, qd + kvd, kvd)?, kvh)?.squeeze(0)?;
             let q = (q * scale)?;
 
             let mut outs = Vec::with_capacity(chunks.len());
@@ -184,10 +197,12 @@ impl Llama {
                 offset += len;
             }
             let attn = Tensor::cat(&outs, 0)?;
-            x = (x + linear(&attn, &layer.o)?)?;
+            x = (x + layer.o.forward(&attn)?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.post_norm, cfg.rms_norm_eps as f32)?;
-            let mlp = (candle_nn::ops::silu(&linear(&h, &layer.gate)?)? * linear(&h, &layer.up)?)?;
-            x = (x + linear(&mlp, &layer.down)?)?;
+            let gu = layer.gate_up.forward(&h)?;
+            let inter = cfg.intermediate_size;
+            let mlp = (candle_nn::ops::silu(&gu.narrow(1, 0, inter)?)? * gu.narrow(1, inter, inter)?)?;
+            x = (x + layer.down.forward(&mlp)?)?;
         }
 
         let mut out = Vec::with_capacity(chunks.len());
