@@ -10,6 +10,9 @@
 //! output has the activation dtype whatever its weights hold; the choice made at load is
 //! reported by [`ComputeInfo`] and never changes afterwards.
 
+mod attention;
+mod attention_cpu;
+mod fastmath;
 pub mod onednn;
 
 use std::fmt;
@@ -19,6 +22,7 @@ use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 use half::bf16;
 
 use crate::error::{EngineError, Result};
+pub use attention_cpu::Geometry;
 use onednn::{OneDnn, Packed, WeightType};
 
 /// Requested compute dtype (`--dtype`).
@@ -227,6 +231,66 @@ impl Compute {
             }
         };
         Ok(Linear { kind, out: n, inp: k, activations: self.activations })
+    }
+}
+
+impl Compute {
+    /// One layer's attention (see `attention::layer` for the shapes): the fused CPU kernel
+    /// where activations are f32 on the CPU, candle ops elsewhere.
+    ///
+    /// # Errors
+    /// Inconsistent shapes or a backend failure.
+    pub fn attention(
+        &self,
+        qkv: &Tensor,
+        rope: (&Tensor, &Tensor),
+        chunks: &[(usize, &[(Tensor, Tensor)])],
+        g: Geometry,
+    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
+        if !(self.device.is_cpu() && self.activations == DType::F32) {
+            return attention::layer(qkv, rope, chunks, g);
+        }
+        let qkv = qkv.contiguous()?;
+        let (cos, sin) = (rope.0.contiguous()?, rope.1.contiguous()?);
+        let lens: Vec<usize> = chunks.iter().map(|c| c.0).collect();
+        let contexts: Vec<&[(Tensor, Tensor)]> = chunks.iter().map(|c| c.1).collect();
+        let (out, own) = with_f32(&qkv, |q| {
+            with_f32(&cos, |c| with_f32(&sin, |s| attention_cpu::attend(q, (c, s), &lens, &contexts, g)))
+        })????;
+        let rows = lens.iter().sum::<usize>();
+        let dev = &self.device;
+        let own = own
+            .into_iter()
+            .zip(&lens)
+            .map(|((k, v), &len)| {
+                Ok((
+                    Tensor::from_vec(k, (g.kv_heads, len, g.dim), dev)?,
+                    Tensor::from_vec(v, (g.kv_heads, len, g.dim), dev)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((Tensor::from_vec(out, (rows, g.heads * g.dim), dev)?, own))
+    }
+
+    /// `silu(gate) · up` from the stacked `[T, 2·inter]` projection: one vectorised pass on the
+    /// CPU in f32, candle ops elsewhere.
+    ///
+    /// # Errors
+    /// A shape or backend failure.
+    pub fn silu_mul(&self, gate_up: &Tensor, inter: usize) -> Result<Tensor> {
+        if !(self.device.is_cpu() && self.activations == DType::F32) {
+            return Ok((candle_nn::ops::silu(&gate_up.narrow(1, 0, inter)?)? * gate_up.narrow(1, inter, inter)?)?);
+        }
+        let gate_up = gate_up.contiguous()?;
+        let rows = gate_up.dim(0)?;
+        let mut out = vec![0f32; rows * inter];
+        with_f32(&gate_up, |gu| {
+            use rayon::prelude::*;
+            out.par_chunks_mut(inter).zip(gu.par_chunks(2 * inter)).for_each(|(o, row)| {
+                fastmath::silu_mul(&row[..inter], &row[inter..], o);
+            });
+        })?;
+        Ok(Tensor::from_vec(out, (rows, inter), &self.device)?)
     }
 }
 

@@ -7,12 +7,11 @@
 //! returns each chunk's new key/value blocks and the final-norm hidden state of its last
 //! token. Device- and dtype-generic: nothing here assumes CPU or f32.
 
-mod attention;
 mod rope;
 
 use candle_core::{D, DType, Tensor};
 
-use crate::compute::{Compute, Linear};
+use crate::compute::{Compute, Geometry, Linear};
 use crate::config::{Head, ModelConfig};
 use crate::error::Result;
 use crate::weights::Checkpoint;
@@ -156,7 +155,6 @@ impl Llama {
     pub fn forward(&self, chunks: &[Chunk<'_>]) -> Result<Vec<ChunkOut>> {
         let cfg = &self.cfg;
         let (nh, kvh, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
-        let group = nh / kvh;
         let ids: Vec<u32> = chunks.iter().flat_map(|c| c.tokens.iter().copied()).collect();
         let positions: Vec<usize> = chunks.iter().flat_map(|c| c.start..c.start + c.tokens.len()).collect();
         let total = ids.len();
@@ -164,44 +162,21 @@ impl Llama {
         let ids = Tensor::from_vec(ids, total, device)?;
         let mut x = self.embed.index_select(&ids, 0)?.to_dtype(act)?;
         let (cos, sin) = self.rope.cos_sin(&positions, device, act)?;
-        let scale = 1.0 / (d as f64).sqrt();
-        let masks: Vec<Tensor> =
-            chunks.iter().map(|c| attention::causal_mask(group, c.tokens.len(), &x)).collect::<Result<_>>()?;
+        let geometry = Geometry { heads: nh, kv_heads: kvh, dim: d };
         let mut new_kv: Vec<KvBlocks> = chunks.iter().map(|_| KvBlocks::empty(self.layers.len())).collect();
 
         for (li, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.input_norm, cfg.rms_norm_eps as f32)?;
-            // [T, heads*d] -> [1, heads, T, d] for rope, then per-chunk slices.
-            let to_heads = |t: Tensor, heads: usize| -> Result<Tensor> {
-                Ok(t.reshape((total, heads, d))?.transpose(0, 1)?.contiguous()?.unsqueeze(0)?)
-            };
             let qkv = layer.qkv.forward(&h)?;
-            let (qd, kvd) = (nh * d, kvh * d);
-            let q = candle_nn::rotary_emb::rope(&to_heads(qkv.narrow(1, 0, qd)?, nh)?, &cos, &sin)?.squeeze(0)?;
-            let k = candle_nn::rotary_emb::rope(&to_heads(qkv.narrow(1, qd, kvd)?, kvh)?, &cos, &sin)?.squeeze(0)?;
-            let v = to_heads(qkv.narrow(1, qd + kvd, kvd)?, kvh)?.squeeze(0)?;
-            let q = (q * scale)?;
-
-            let mut outs = Vec::with_capacity(chunks.len());
-            let mut offset = 0;
-            for (ci, chunk) in chunks.iter().enumerate() {
-                let len = chunk.tokens.len();
-                // [heads, L, d] -> [kvh, group*L, d]: each kv head's query group folded into rows.
-                let qc = q.narrow(1, offset, len)?.contiguous()?.reshape((kvh, group * len, d))?;
-                let kc = k.narrow(1, offset, len)?.contiguous()?;
-                let vc = v.narrow(1, offset, len)?.contiguous()?;
-                let o = attention::attend(&qc, &chunk.context.layers[li], (&kc, &vc), &masks[ci])?;
-                // back to [L, heads*d]
-                outs.push(o.reshape((nh, len, d))?.transpose(0, 1)?.reshape((len, nh * d))?);
-                new_kv[ci].layers[li].push((kc, vc));
-                offset += len;
+            let spans: Vec<(usize, &[(Tensor, Tensor)])> =
+                chunks.iter().map(|c| (c.tokens.len(), c.context.layers[li].as_slice())).collect();
+            let (attn, own) = self.compute.attention(&qkv, (&cos, &sin), &spans, geometry)?;
+            for (kv, block) in new_kv.iter_mut().zip(own) {
+                kv.layers[li].push(block);
             }
-            let attn = Tensor::cat(&outs, 0)?;
             x = (x + layer.o.forward(&attn)?)?;
             let h = candle_nn::ops::rms_norm(&x, &layer.post_norm, cfg.rms_norm_eps as f32)?;
-            let gu = layer.gate_up.forward(&h)?;
-            let inter = cfg.intermediate_size;
-            let mlp = (candle_nn::ops::silu(&gu.narrow(1, 0, inter)?)? * gu.narrow(1, inter, inter)?)?;
+            let mlp = self.compute.silu_mul(&layer.gate_up.forward(&h)?, cfg.intermediate_size)?;
             x = (x + layer.down.forward(&mlp)?)?;
         }
 

@@ -1,6 +1,11 @@
-//! Block-wise causal attention with an online softmax (the flash-attention recurrence), on
-//! plain candle ops.
+//! Attention over key/value blocks for one layer: the seam's entry point
+//! ([`super::Compute::attention`]) and its device-generic implementation on candle ops.
 //!
+//! Where activations are f32 on the CPU the fused kernel in `attention_cpu` runs instead; the
+//! candle-ops path below serves every other device and dtype (CUDA bf16) and is the reference
+//! the fused kernel is tested against.
+//!
+//! Block-wise causal attention with an online softmax (the flash-attention recurrence).
 //! Keys/values arrive as blocks: the context (shared prefix and earlier chunks of the same
 //! sequence, all fully visible) and the query chunk's own block (causal). Scores are
 //! materialised one block at a time, so memory is `heads × chunk × block`, never `T × T`.
@@ -11,7 +16,47 @@
 
 use candle_core::{D, Tensor};
 
+use super::attention_cpu::Geometry;
 use crate::error::Result;
+
+/// One layer's attention on candle ops: from the stacked projection `qkv` (`[T, (heads +
+/// 2·kv_heads)·dim]`, rows in chunk order), rope at `cos`/`sin` (`[T, dim/2]`), each chunk
+/// `(len, context blocks)` attending to its context and causally to itself. Returns `[T,
+/// heads·dim]` and each chunk's own `(k, v)` blocks `[kv_heads, len, dim]`.
+pub fn layer(
+    qkv: &Tensor,
+    (cos, sin): (&Tensor, &Tensor),
+    chunks: &[(usize, &[(Tensor, Tensor)])],
+    g: Geometry,
+) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
+    let (nh, kvh, d) = (g.heads, g.kv_heads, g.dim);
+    let group = nh / kvh;
+    let total = qkv.dim(0)?;
+    // [T, heads*d] -> [1, heads, T, d] for rope, then per-chunk slices.
+    let to_heads = |t: Tensor, heads: usize| -> Result<Tensor> {
+        Ok(t.reshape((total, heads, d))?.transpose(0, 1)?.contiguous()?.unsqueeze(0)?)
+    };
+    let (qd, kvd) = (nh * d, kvh * d);
+    let q = candle_nn::rotary_emb::rope(&to_heads(qkv.narrow(1, 0, qd)?, nh)?, cos, sin)?.squeeze(0)?;
+    let k = candle_nn::rotary_emb::rope(&to_heads(qkv.narrow(1, qd, kvd)?, kvh)?, cos, sin)?.squeeze(0)?;
+    let v = to_heads(qkv.narrow(1, qd + kvd, kvd)?, kvh)?.squeeze(0)?;
+    let q = (q * (1.0 / (d as f64).sqrt()))?;
+    let mut outs = Vec::with_capacity(chunks.len());
+    let mut own = Vec::with_capacity(chunks.len());
+    let mut offset = 0;
+    for &(len, context) in chunks {
+        // [heads, L, d] -> [kvh, group*L, d]: each kv head's query group folded into rows.
+        let qc = q.narrow(1, offset, len)?.contiguous()?.reshape((kvh, group * len, d))?;
+        let kc = k.narrow(1, offset, len)?.contiguous()?;
+        let vc = v.narrow(1, offset, len)?.contiguous()?;
+        let o = attend(&qc, context, (&kc, &vc), &causal_mask(group, len, &qc)?)?;
+        // back to [L, heads*d]
+        outs.push(o.reshape((nh, len, d))?.transpose(0, 1)?.reshape((len, nh * d))?);
+        own.push((kc, vc));
+        offset += len;
+    }
+    Ok((Tensor::cat(&outs, 0)?, own))
+}
 
 /// Running state of the online softmax for a set of query rows.
 struct Online {
