@@ -8,17 +8,28 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::safetensors::{Load, MmapedSafetensors};
 use candle_core::{DType, Device, Tensor};
-use safetensors::tensor::{Dtype as StDtype, TensorView};
+use memmap2::{Mmap, UncheckedAdvice};
+use safetensors::SafeTensors;
+use safetensors::tensor::Dtype as StDtype;
 
 use crate::error::{EngineError, Result, bad};
 
+/// Where one tensor lives.
+#[derive(Debug, Clone)]
+struct Entry {
+    file: usize,
+    dtype: StDtype,
+    shape: Vec<usize>,
+    /// Absolute byte range in the file.
+    start: usize,
+    end: usize,
+}
+
 /// An opened checkpoint.
 pub struct Checkpoint {
-    mmap: MmapedSafetensors,
-    /// Tensor name → file holding it (for error messages).
-    owner: BTreeMap<String, PathBuf>,
+    maps: Vec<Mmap>,
+    entries: BTreeMap<String, Entry>,
     files: Vec<PathBuf>,
     device: Device,
     dtype: DType,
@@ -72,27 +83,30 @@ impl Checkpoint {
     /// Missing index or shard files, unreadable or malformed safetensors headers.
     pub fn open(dir: &Path, device: Device, dtype: DType) -> Result<Self> {
         let files = checkpoint_files(dir)?;
-        for f in &files {
+        let mut maps = Vec::with_capacity(files.len());
+        let mut entries = BTreeMap::new();
+        for (i, f) in files.iter().enumerate() {
             if !f.exists() {
                 return Err(bad(f, "listed by model.safetensors.index.json but missing"));
             }
-        }
-        // SAFETY: the mapping is only sound while nobody truncates or rewrites the files;
-        // checkpoints are read-only inputs, as for every mmap-based loader (candle, transformers).
-        #[allow(unsafe_code, reason = "memory-mapping read-only checkpoint files")]
-        let mmap = unsafe { MmapedSafetensors::multi(&files) }
-            .map_err(|e| bad(dir, format!("cannot map safetensors: {e}")))?;
-        let mut owner = BTreeMap::new();
-        for f in &files {
-            // SAFETY: as above; this second mapping only reads each file's header.
+            let file = std::fs::File::open(f).map_err(|source| EngineError::Io { path: f.clone(), source })?;
+            // SAFETY: the mapping is only sound while nobody truncates or rewrites the file;
+            // checkpoints are read-only inputs, as for every mmap-based loader (candle, transformers).
             #[allow(unsafe_code, reason = "memory-mapping read-only checkpoint files")]
-            let one =
-                unsafe { MmapedSafetensors::new(f) }.map_err(|e| bad(f, format!("not a safetensors file: {e}")))?;
-            for (name, _) in one.tensors() {
-                owner.insert(name, f.clone());
+            let map = unsafe { Mmap::map(&file) }.map_err(|source| EngineError::Io { path: f.clone(), source })?;
+            let (header, meta) =
+                SafeTensors::read_metadata(&map).map_err(|e| bad(f, format!("not a safetensors file: {e}")))?;
+            let base = 8 + header;
+            for (name, info) in meta.tensors() {
+                let (start, end) = (base + info.data_offsets.0, base + info.data_offsets.1);
+                if end > map.len() || start > end {
+                    return Err(bad(f, format!("tensor `{name}` lies outside the file")));
+                }
+                entries.insert(name, Entry { file: i, dtype: info.dtype, shape: info.shape.clone(), start, end });
             }
+            maps.push(map);
         }
-        Ok(Self { mmap, owner, files, device, dtype })
+        Ok(Self { maps, entries, files, device, dtype })
     }
 
     /// The same checkpoint, loading to `device` instead.
@@ -112,27 +126,33 @@ impl Checkpoint {
 
     /// Whether the checkpoint has tensor `name`.
     pub fn has(&self, name: &str) -> bool {
-        self.owner.contains_key(name)
+        self.entries.contains_key(name)
     }
 
-    fn view(&self, name: &str, shape: &[usize]) -> Result<(TensorView<'_>, &Path)> {
-        let file = self.owner.get(name).ok_or_else(|| {
+    fn entry(&self, name: &str, shape: &[usize]) -> Result<(&Entry, &Path)> {
+        let e = self.entries.get(name).ok_or_else(|| {
             bad(
                 self.files.first().map_or(Path::new("."), |f| f.parent().unwrap_or(f)),
                 format!("missing tensor `{name}`"),
             )
         })?;
-        let view = self.mmap.get(name).map_err(|e| bad(file, format!("tensor `{name}`: {e}")))?;
-        if view.shape() != shape {
-            return Err(bad(file, format!("tensor `{name}` has shape {:?}, expected {shape:?}", view.shape())));
+        let file = self.files[e.file].as_path();
+        if e.shape != shape {
+            return Err(bad(file, format!("tensor `{name}` has shape {:?}, expected {shape:?}", e.shape)));
         }
-        if !matches!(view.dtype(), StDtype::F32 | StDtype::BF16 | StDtype::F16) {
-            return Err(EngineError::Unsupported {
-                path: file.clone(),
-                message: format!("tensor `{name}` has dtype {:?} (need F32, BF16 or F16)", view.dtype()),
-            });
+        Ok((e, file))
+    }
+
+    fn candle_dtype(e: &Entry, name: &str, file: &Path) -> Result<DType> {
+        match e.dtype {
+            StDtype::F32 => Ok(DType::F32),
+            StDtype::BF16 => Ok(DType::BF16),
+            StDtype::F16 => Ok(DType::F16),
+            other => Err(EngineError::Unsupported {
+                path: file.to_path_buf(),
+                message: format!("tensor `{name}` has dtype {other:?} (need F32, BF16 or F16)"),
+            }),
         }
-        Ok((view, file))
     }
 
     /// Loads tensor `name`, checking its shape, in the compute dtype.
@@ -144,19 +164,39 @@ impl Checkpoint {
     }
 
     /// Loads tensor `name`, checking its shape, in `dtype` (matmul weights may differ from
-    /// the activation dtype).
+    /// the activation dtype). Its file pages are released from this process afterwards, so
+    /// loading a checkpoint never holds the file and the loaded model in memory together.
     ///
     /// # Errors
     /// As [`Checkpoint::tensor`].
     pub fn tensor_as(&self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
-        let (view, file) = self.view(name, shape)?;
-        let t = view.load(&self.device).map_err(|e| bad(file, format!("tensor `{name}`: {e}")))?;
-        Ok(t.to_dtype(dtype)?)
+        let (e, file) = self.entry(name, shape)?;
+        let stored = Self::candle_dtype(e, name, file)?;
+        let bytes = &self.maps[e.file][e.start..e.end];
+        let t = Tensor::from_raw_buffer(bytes, stored, shape, &self.device)
+            .map_err(|err| bad(file, format!("tensor `{name}`: {err}")))?
+            .to_dtype(dtype)?;
+        self.release(e);
+        Ok(t)
+    }
+
+    /// Drops the whole pages of `e`'s bytes from this process's resident set (they are
+    /// re-read from the file if touched again).
+    fn release(&self, e: &Entry) {
+        const PAGE: usize = 4096;
+        let (start, end) = (e.start.div_ceil(PAGE) * PAGE, e.end / PAGE * PAGE);
+        if end > start {
+            // SAFETY: DONTNEED on a read-only file mapping only drops clean page-cache pages
+            // from this mapping; later reads fault them back in from the unchanged file. No
+            // reference into the range outlives this call's caller (the tensor was copied).
+            #[allow(unsafe_code, reason = "madvise(DONTNEED) on a read-only checkpoint mapping")]
+            let _ = unsafe { self.maps[e.file].unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start) };
+        }
     }
 
     /// The dtype tensor `name` is stored in, if present.
     pub fn stored_dtype(&self, name: &str) -> Option<DType> {
-        match self.mmap.get(name).ok()?.dtype() {
+        match self.entries.get(name)?.dtype {
             StDtype::F32 => Some(DType::F32),
             StDtype::BF16 => Some(DType::BF16),
             StDtype::F16 => Some(DType::F16),
@@ -170,15 +210,15 @@ impl Checkpoint {
     /// # Errors
     /// As [`Checkpoint::tensor`], plus a row out of range.
     pub fn row(&self, name: &str, rows: usize, cols: usize, row: usize) -> Result<Tensor> {
-        let (view, file) = self.view(name, &[rows, cols])?;
+        let (e, file) = self.entry(name, &[rows, cols])?;
+        let stored = Self::candle_dtype(e, name, file)?;
         if row >= rows {
             return Err(bad(file, format!("row {row} of `{name}` is out of range ({rows} rows)")));
         }
-        let width = cols * view.dtype().bitsize() / 8;
-        let bytes = &view.data()[row * width..(row + 1) * width];
-        let one =
-            TensorView::new(view.dtype(), vec![1, cols], bytes).map_err(|e| bad(file, format!("`{name}`: {e}")))?;
-        let t = one.load(&self.device).map_err(|e| bad(file, format!("tensor `{name}`: {e}")))?;
+        let width = cols * stored.size_in_bytes();
+        let bytes = &self.maps[e.file][e.start + row * width..e.start + (row + 1) * width];
+        let t = Tensor::from_raw_buffer(bytes, stored, &[1, cols], &self.device)
+            .map_err(|err| bad(file, format!("tensor `{name}`: {err}")))?;
         Ok(t.to_dtype(self.dtype)?)
     }
 }

@@ -356,9 +356,16 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     }
 }
 
-/// Round-to-nearest-even f32 → bf16, as torch's `.to(torch.bfloat16)`.
+/// Round-to-nearest-even f32 → bf16, as torch's `.to(torch.bfloat16)`; in parallel.
 fn to_bf16(v: &[f32]) -> Vec<bf16> {
-    v.iter().map(|&x| bf16::from_f32(x)).collect()
+    use rayon::prelude::*;
+    let mut out = vec![bf16::ZERO; v.len()];
+    out.par_chunks_mut(1 << 14).zip(v.par_chunks(1 << 14)).for_each(|(o, i)| {
+        for (o, &x) in o.iter_mut().zip(i) {
+            *o = bf16::from_f32(x);
+        }
+    });
+    out
 }
 
 #[cfg(test)]
