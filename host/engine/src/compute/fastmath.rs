@@ -25,16 +25,32 @@ fn exp(x: f32) -> f32 {
     f32::from_bits(((n as i32 + 127) as u32) << 23) * p
 }
 
+/// Independent accumulators for reductions: strict f32 order would serialise the loop, so
+/// max and sum run over 16 lanes (one AVX-512 register) and are combined at the end.
+const LANES: usize = 16;
+
 /// In place: `row[j] = exp(row[j] - max(row))`; returns the sum.
 #[inline(always)]
 fn softmax_row_body(row: &mut [f32]) -> f32 {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0.0;
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let max = lanes.iter().chain(chunks.remainder()).fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
     for v in row.iter_mut() {
         *v = exp(*v - max);
-        sum += *v;
     }
-    sum
+    let mut sums = [0f32; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (s, &v) in sums.iter_mut().zip(c) {
+            *s += v;
+        }
+    }
+    sums.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
 /// `out[i] = silu(gate[i]) · up[i]`.
