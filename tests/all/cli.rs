@@ -181,3 +181,32 @@ fn select_with_a_model_scores_unscored_candidates() {
 fn stderr_tail(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim_end().lines().last().unwrap_or_default().to_owned()
 }
+
+/// On a machine without oneDNN (simulated by pointing `ARBITER_ONEDNN_LIB` at a missing file)
+/// the default command still scores, on candle, and says so; asking for oneDNN explicitly is a
+/// one-line error naming the library.
+#[test]
+fn score_without_onednn_falls_back_to_candle_and_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["score", "--model", "tests/fixtures/tiny-llama-bf16", "--input", "examples/score.jsonl"];
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_arbiter"))
+            .args(&args)
+            .env("ARBITER_CACHE_DIR", dir.path())
+            .env("ARBITER_ONEDNN_LIB", "/nonexistent/libdnnl.so.2")
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+            .output()
+            .expect("run arbiter")
+    };
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("engine candle") && log.contains("oneDNN unavailable"), "{log}");
+    assert!(log.contains("bf16 checkpoint computed in f32 (no oneDNN)"), "{log}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let out = run(&["--backend", "onednn"]);
+    assert_eq!(out.status.code(), Some(2));
+    let line = stderr_line(&out);
+    assert!(line.contains("--backend onednn") && line.contains("/nonexistent/libdnnl.so.2"), "{line}");
+}

@@ -29,9 +29,10 @@ pub struct BenchArgs {
     /// Runs per case for `engine` (the median is reported).
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-    /// `reference.json` from scripts/reference/bench_reference.py, to compare against.
+    /// Result JSON of scripts/reference/bench_reference.py on the same `--input`, to compare
+    /// against (repeatable: e.g. the f32 and the bf16 reference runs).
     #[arg(long, value_name = "FILE")]
-    reference: Option<std::path::PathBuf>,
+    reference: Vec<std::path::PathBuf>,
     /// Concurrent clients for `serve`.
     #[arg(long, default_value_t = 64)]
     clients: usize,
@@ -84,7 +85,7 @@ pub fn run(global: &Global, args: BenchArgs) -> Result<()> {
         BenchTarget::Plugins => plugins(global, &args),
         BenchTarget::Engine => {
             let input = args.input.as_deref().context("`bench engine` needs --input FILE.jsonl")?;
-            super::bench_engine::engine(model()?, input, &args.engine, args.repeat, args.reference.as_ref())
+            super::bench_engine::engine(model()?, input, &args.engine, args.repeat, &args.reference)
         }
         BenchTarget::Matmul => super::bench_engine::matmul(&args.engine),
         BenchTarget::Long => super::bench_engine::long(model()?, args.tokens, &args.engine),

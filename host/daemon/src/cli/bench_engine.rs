@@ -93,7 +93,7 @@ pub fn engine(
     input: &Path,
     engine: &EngineArgs,
     repeat: usize,
-    reference: Option<&PathBuf>,
+    references: &[PathBuf],
 ) -> Result<()> {
     engine.apply_threads();
     let cases = read_cases(input)?;
@@ -143,11 +143,14 @@ pub fn engine(
         all_scores.push(scores);
     }
     outln!("prefix sharing on/off time ratio: {:.3}", medians[0] / medians[1]);
-    if let Some(path) = reference {
+    for path in references {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let r: serde_json::Value = serde_json::from_str(&text).context("reference json")?;
         let ref_secs: f64 = r["times_s"].as_array().context("times_s")?.iter().filter_map(|t| t.as_f64()).sum();
         let ref_scores: Vec<Vec<f32>> = serde_json::from_value(r["scores"].clone()).context("scores")?;
+        if ref_scores.len() != cases.len() {
+            anyhow::bail!("{} has {} cases, --input has {}", path.display(), ref_scores.len(), cases.len());
+        }
         let diff = ref_scores
             .iter()
             .flatten()
@@ -155,9 +158,13 @@ pub fn engine(
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         outln!(
-            "reference transformers loop: {:.3} s per case; arbiter is {:.2}x faster (prefix sharing on); max |score diff| {diff:e}",
+            "reference {} ({}, {} threads): {:.3} s per case; arbiter {:.2}x with prefix sharing, {:.2}x without (every token computed by both); max |score diff| {diff:e}",
+            path.display(),
+            r["dtype"].as_str().unwrap_or("float32"),
+            r["threads"],
             ref_secs / cases.len() as f64,
-            ref_secs / medians[0]
+            ref_secs / medians[0],
+            ref_secs / medians[1]
         );
     }
     if let Some(rss) = peak_rss_mib() {

@@ -1,10 +1,12 @@
 //! Fused causal attention for f32 activations on the CPU: rope, GQA, the context blocks and the
-//! chunk's own causal block in one pass per (chunk, query head, block of 64 query rows).
+//! chunk's own causal block in one pass per (chunk, kv head, tile of 64 tokens) — the tile's
+//! query rows for every head of the kv head's group together, so each key block is packed
+//! once for the whole group.
 //!
 //! Each task multiplies its query rows against every visible key with a real GEMM (the `gemm`
 //! crate, runtime-dispatched SIMD), takes a vectorised softmax over each row's visible keys
 //! (exactly the causal set: no mask tensor, no −∞ arithmetic), and multiplies by the values.
-//! Memory per task is `64 × visible keys` floats: linear in sequence length, never `T × T`.
+//! Memory per task is `64 × group × visible keys` floats: linear in sequence length, never `T × T`.
 //! Tasks run in parallel on rayon's pool; each writes only its own rows of its own head.
 //!
 //! Invariant: a chunk's result depends only on its own tokens and its context blocks, never on
@@ -16,8 +18,8 @@ use rayon::prelude::*;
 use super::fastmath::softmax_row;
 use crate::error::{EngineError, Result};
 
-/// Query rows per task.
-const ROWS: usize = 64;
+/// Tokens per task (times the GQA group size in query rows).
+const TOKENS: usize = 64;
 
 /// Head counts and size.
 #[derive(Debug, Clone, Copy)]
@@ -144,24 +146,28 @@ pub fn attend(
     }
     let group = nq / nkv;
     let scale = 1.0 / (d as f32).sqrt();
-    // Head-major copies: q roped and scaled, k roped, v as is; each head's rows contiguous.
-    let head_major = |heads: usize, col: usize, scale: Option<f32>| {
-        let mut out = vec![0f32; heads * t * d];
-        out.par_chunks_mut(t * d).enumerate().for_each(|(h, dst)| {
+    // Head-major copies: k roped, v as is, each kv head's rows contiguous; q roped and scaled,
+    // laid out [kv head][token][group member][dim] so a tile of tokens of one kv group is one
+    // contiguous block of `tile × group` query rows (one GEMM, keys packed once for the group).
+    let head_major = |heads: usize, per: usize, col: usize, scale: Option<f32>| {
+        let mut out = vec![0f32; heads * t * per * d];
+        out.par_chunks_mut(t * per * d).enumerate().for_each(|(h, dst)| {
             for row in 0..t {
-                let x = &qkv[row * width + (col + h) * d..][..d];
-                let o = &mut dst[row * d..][..d];
-                match scale {
-                    Some(s) => rope_into(x, &cos[row * half..][..half], &sin[row * half..][..half], o, s),
-                    None => o.copy_from_slice(x),
+                for j in 0..per {
+                    let x = &qkv[row * width + (col + h * per + j) * d..][..d];
+                    let o = &mut dst[(row * per + j) * d..][..d];
+                    match scale {
+                        Some(s) => rope_into(x, &cos[row * half..][..half], &sin[row * half..][..half], o, s),
+                        None => o.copy_from_slice(x),
+                    }
                 }
             }
         });
         out
     };
-    let q = head_major(nq, 0, Some(scale));
-    let k = head_major(nkv, nq, Some(1.0));
-    let v = head_major(nkv, nq + nkv, None);
+    let q = head_major(nkv, group, 0, Some(scale));
+    let k = head_major(nkv, 1, nq, Some(1.0));
+    let v = head_major(nkv, 1, nq + nkv, None);
 
     let starts: Vec<usize> = lens.iter().scan(0, |acc, &l| Some(std::mem::replace(acc, *acc + l))).collect();
     let views_k = Views::of(contexts.iter().flat_map(|c| c.iter().map(|(k, _)| k)))?;
@@ -181,30 +187,31 @@ pub fn attend(
     }
 
     let tasks: Vec<(usize, usize, usize)> = (0..lens.len())
-        .flat_map(|c| (0..nq).flat_map(move |h| (0..lens[c]).step_by(ROWS).map(move |r| (c, h, r))))
+        .flat_map(|c| (0..nkv).flat_map(move |gi| (0..lens[c]).step_by(TOKENS).map(move |f| (c, gi, f))))
         .collect();
     let results: Vec<Vec<f32>> = tasks
         .par_iter()
-        .map(|&(c, h, first)| {
-            let (gi, start, rows) = (h / group, starts[c], ROWS.min(lens[c] - first));
-            let own = first + rows; // own keys visible to the last row of this task
+        .map(|&(c, gi, first)| {
+            let (start, tokens) = (starts[c], TOKENS.min(lens[c] - first));
+            let rows = tokens * group; // row r: token first + r / group, head gi·group + r % group
+            let own = first + tokens; // own keys visible to the last token of this tile
             let per_head = |s: &[f32]| s.len() / nkv;
             let ctx_len: usize = blocks[c].iter().map(|b| per_head(b.0) / d).sum();
             let n = ctx_len + own;
             let mut s = vec![0f32; rows * n];
-            let qh = &q[(h * t + start + first) * d..][..rows * d];
+            let qg = &q[((gi * t + start + first) * group) * d..][..rows * d];
             let own_k = &k[(gi * t + start) * d..][..own * d];
             let own_v = &v[(gi * t + start) * d..][..own * d];
             let mut col = 0;
             for kb in blocks[c].iter().map(|b| &b.0[gi * per_head(b.0)..][..per_head(b.0)]).chain([own_k]) {
                 let keys = kb.len() / d;
                 // S[:, col..col+keys] = Q · Kᵀ  (Kᵀ: row stride 1, column stride d)
-                gemm((rows, keys, d), &mut s[col..], n, false, qh, (d, 1), kb, (1, d));
+                gemm((rows, keys, d), &mut s[col..], n, false, qg, (d, 1), kb, (1, d));
                 col += keys;
             }
             let mut sums = vec![0f32; rows];
             for (r, sum) in sums.iter_mut().enumerate() {
-                let visible = ctx_len + first + r + 1;
+                let visible = ctx_len + first + r / group + 1;
                 let row = &mut s[r * n..(r + 1) * n];
                 *sum = softmax_row(&mut row[..visible]);
                 row[visible..].fill(0.0);
@@ -224,10 +231,12 @@ pub fn attend(
         })
         .collect();
 
+    // Row r of a task is (token, group member) in order, and the group's heads are adjacent
+    // in the output row: each token's `group × d` slice is copied whole.
     let mut out = vec![0f32; t * nq * d];
-    for (&(c, h, first), o) in tasks.iter().zip(results) {
-        for (r, src) in o.chunks_exact(d).enumerate() {
-            out[(starts[c] + first + r) * nq * d + h * d..][..d].copy_from_slice(src);
+    for (&(c, gi, first), o) in tasks.iter().zip(results) {
+        for (i, src) in o.chunks_exact(group * d).enumerate() {
+            out[(starts[c] + first + i) * nq * d + gi * group * d..][..group * d].copy_from_slice(src);
         }
     }
     let own = starts

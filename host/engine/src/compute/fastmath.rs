@@ -10,19 +10,24 @@
 
 use std::sync::OnceLock;
 
-/// exp(x) for f32, vectorisable (no branches, no libm).
+/// exp(x) for f32, vectorisable: no branches, no libm, no float→int conversion (whose
+/// saturating semantics keep compilers from vectorising it cheaply).
 #[inline(always)]
 fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split in two so `n·ln2` is exact in the high part.
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
+    // Adding 1.5·2^23 rounds to the nearest integer and leaves it in the low mantissa bits.
+    const MAGIC: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E).round_ties_even();
+    let t = x * LOG2E + MAGIC;
+    let n = t - MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    // 2^n by building the exponent bits; n is within [-126, 127] after the clamp.
-    f32::from_bits(((n as i32 + 127) as u32) << 23) * p
+    // 2^n: n sits in the low bits of t's pattern (two's complement); move it to the exponent.
+    let k = t.to_bits().wrapping_sub(MAGIC.to_bits());
+    f32::from_bits(k.wrapping_add(127) << 23) * p
 }
 
 /// Independent accumulators for reductions: strict f32 order would serialise the loop, so

@@ -104,12 +104,15 @@ pub struct Api {
 /// Library names tried in order: the v2 runtime package's soname, then the dev symlink.
 const NAMES: [&str; 2] = ["libdnnl.so.2", "libdnnl.so"];
 
+/// Environment variable naming the library file to load instead of searching `NAMES`.
+pub const LIB_ENV: &str = "ARBITER_ONEDNN_LIB";
+
 macro_rules! sym {
     ($lib:expr, $name:literal) => {{
         // SAFETY: the symbol's type is the v2 C signature declared in `Api`; the pointer is
         // copied out and kept valid by storing the `Library` beside it.
         let s = unsafe { $lib.get(concat!($name, "\0").as_bytes()) }
-            .map_err(|e| format!("{} lacks {}: {e}", NAMES[0], $name))?;
+            .map_err(|e| format!("the oneDNN library lacks {}: {e}", $name))?;
         *s
     }};
 }
@@ -119,7 +122,12 @@ impl Api {
     pub fn load() -> Result<Self, String> {
         let mut errors = Vec::new();
         let mut lib = None;
-        for name in NAMES {
+        let chosen = std::env::var(LIB_ENV).ok().filter(|v| !v.is_empty());
+        let names: Vec<&str> = match &chosen {
+            Some(path) => vec![path.as_str()],
+            None => NAMES.to_vec(),
+        };
+        for name in names {
             // SAFETY: loading runs the library's initialisers; oneDNN's only set up its own state.
             match unsafe { Library::new(name) } {
                 Ok(l) => {
