@@ -15,7 +15,6 @@ import os
 import shutil
 
 import numpy as np
-from safetensors.numpy import save_file
 
 H, LAYERS, HEADS, KV, D, INTER, VOCAB = 4096, 32, 32, 8, 128, 14336, 128256
 
@@ -36,21 +35,26 @@ def main():
     shards, weight_map = [], {}
 
     def flush(tensors, name):
-        # Written as U16 then relabelled BF16 in the header: same bytes, the dtype safetensors knows.
-        path = os.path.join(args.out, name)
-        save_file(tensors, path)
-        with open(path, "r+b") as f:
-            n = int.from_bytes(f.read(8), "little")
-            header = f.read(n).replace(b'"U16"', b'"BF16"')
-            f.seek(8)
-            f.write(header)
+        # safetensors written by hand: numpy has no bfloat16, so the uint16 bit patterns are
+        # stored under the BF16 dtype (8-byte length, JSON header padded to 8 bytes, raw data).
+        header, offset = {}, 0
+        for t, a in tensors.items():
+            header[t] = {"dtype": "BF16", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+            offset += a.nbytes
+        text = json.dumps(header).encode()
+        text += b" " * (-len(text) % 8)
+        with open(os.path.join(args.out, name), "wb") as f:
+            f.write(len(text).to_bytes(8, "little"))
+            f.write(text)
+            for a in tensors.values():
+                f.write(np.ascontiguousarray(a).tobytes())
         for t in tensors:
             weight_map[t] = name
         shards.append(name)
 
     flush({"model.embed_tokens.weight": bf16((VOCAB, H), rng, 0.02),
            "lm_head.weight": bf16((VOCAB, H), rng, 0.02),
-           "model.norm.weight": bf16((H,), rng, 0.0) + 0x3F80}, "model-embed.safetensors")
+           "model.norm.weight": np.full((H,), 0x3F80, np.uint16)}, "model-embed.safetensors")
     for layer in range(LAYERS):
         p = f"model.layers.{layer}."
         flush({p + "input_layernorm.weight": np.full((H,), 0x3F80, np.uint16),
