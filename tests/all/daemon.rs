@@ -159,7 +159,11 @@ fn every_route_happy_path() {
     for path in ["/health", "/info", "/openapi.json"] {
         let (s, body) = get(a, path);
         assert_eq!(s, 200, "{path}");
-        serde_json::from_str::<Value>(&body).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let v = serde_json::from_str::<Value>(&body).unwrap_or_else(|e| panic!("{path}: {e}"));
+        if path == "/info" {
+            // The engine line (for a Llama model: backend, ISA, kernel, dtypes) is reported.
+            assert!(v["engine"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+        }
     }
     let (s, body) = get(a, "/metrics");
     assert_eq!(s, 200);
