@@ -7,5 +7,6 @@ mod daemon;
 mod engine;
 mod engine_bf16;
 mod hostile;
+mod prefix_cache;
 mod rust_guest;
 mod support;

@@ -17,6 +17,7 @@ use crate::compute::{BackendChoice, Compute, ComputeInfo, DtypeChoice};
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result, bad};
 use crate::model::{Chunk, KvBlocks, Llama};
+use crate::prefix_cache::{PrefixCache, PrefixCacheStats};
 use crate::prompt::Prompter;
 use crate::template::Message;
 use crate::weights::Checkpoint;
@@ -49,6 +50,11 @@ pub trait RewardModel: Send + Sync {
     /// into the same batches. One result per request, in order; a failing request does not
     /// fail the others unless the shared computation itself fails.
     fn score_prepared(&self, requests: &[Prepared]) -> Vec<Result<Vec<f32>>>;
+
+    /// Prefix-cache counters, where the model has a prefix cache.
+    fn prefix_cache_stats(&self) -> Option<PrefixCacheStats> {
+        None
+    }
 }
 
 /// A request tokenized for batch scoring.
@@ -86,6 +92,10 @@ pub struct EngineOptions {
     pub dtype: DtypeChoice,
     /// Matmul backend on CPU ([`LlamaRewardModel::load`]).
     pub backend: BackendChoice,
+    /// Bytes of prompt key/values kept across calls for reuse (0: no prefix cache).
+    pub prefix_cache_bytes: usize,
+    /// Tokens per prefix-cache block (prompts are cached in whole blocks).
+    pub prefix_cache_block: usize,
 }
 
 impl Default for EngineOptions {
@@ -99,6 +109,8 @@ impl Default for EngineOptions {
             neutralize_special_tokens: false,
             dtype: DtypeChoice::Auto,
             backend: BackendChoice::Auto,
+            prefix_cache_bytes: 1 << 30,
+            prefix_cache_block: 128,
         }
     }
 }
@@ -119,6 +131,8 @@ pub struct ScoreStats {
 /// A Llama-3.x reward model loaded from a Hugging Face checkpoint directory.
 pub struct LlamaRewardModel {
     model: Llama,
+    /// Prompt key/values of earlier calls (`None`: off).
+    cache: Option<PrefixCache>,
     prompter: Prompter,
     options: EngineOptions,
     dir: String,
@@ -177,7 +191,8 @@ impl LlamaRewardModel {
         let compute = compute(stored, &options)?;
         let ck = ck.on(compute.device().clone());
         let model = Llama::load(&cfg, &ck, options.reward_token, compute)?;
-        Ok(Self { model, prompter, options, dir: dir.display().to_string() })
+        let cache = PrefixCache::new(options.prefix_cache_block, options.prefix_cache_bytes);
+        Ok(Self { model, cache, prompter, options, dir: dir.display().to_string() })
     }
 
     /// Architecture of the loaded checkpoint.
@@ -267,7 +282,7 @@ impl LlamaRewardModel {
                 self.validate(seqs)?;
                 let prefix_len = self.prefix_len(seqs);
                 let prefix = match seqs.first() {
-                    Some(first) => self.run_sequence(&first[..prefix_len], 0, &KvBlocks::empty(layers))?.0,
+                    Some(first) => self.prefix_kv(&first[..prefix_len])?,
                     None => KvBlocks::empty(layers),
                 };
                 let stats = ScoreStats {
@@ -354,6 +369,35 @@ impl LlamaRewardModel {
         live.into_iter().map(|l| l.map(|l| (l.scores, l.stats))).collect()
     }
 
+    /// Key/values of a shared prefix: the longest cached block-aligned part from the prefix
+    /// cache, the rest of the whole blocks computed block by block (and cached), the tail
+    /// computed as usual.
+    fn prefix_kv(&self, tokens: &[u32]) -> Result<KvBlocks> {
+        let layers = self.model.config().num_layers;
+        let Some(cache) = &self.cache else {
+            return Ok(self.run_sequence(tokens, 0, &KvBlocks::empty(layers))?.0);
+        };
+        let block = cache.block();
+        let (mut done, mut blocks) = cache.lookup(tokens, layers);
+        let aligned = tokens.len() / block * block;
+        let fresh = done < aligned;
+        while done < aligned {
+            let chunk = Chunk { tokens: &tokens[done..done + block], start: done, context: &blocks };
+            let out = self.model.forward(std::slice::from_ref(&chunk))?.pop();
+            blocks.extend(&out.ok_or_else(|| EngineError::Compute("forward returned nothing".into()))?.kv);
+            done += block;
+        }
+        if fresh {
+            cache.insert(&tokens[..aligned], &blocks);
+        }
+        Ok(self.run_sequence(&tokens[aligned..], aligned, &blocks)?.0)
+    }
+
+    /// Prefix-cache counters (`None` when the cache is off).
+    pub fn prefix_cache_stats(&self) -> Option<PrefixCacheStats> {
+        self.cache.as_ref().map(PrefixCache::stats)
+    }
+
     /// Runs `tokens` (starting at `start`, seeing `context`) chunk by chunk; returns the
     /// context extended by them and the final hidden state of the last token.
     fn run_sequence(
@@ -414,5 +458,9 @@ impl RewardModel for LlamaRewardModel {
     fn score_prepared(&self, requests: &[Prepared]) -> Vec<Result<Vec<f32>>> {
         let ids: Vec<&[Vec<u32>]> = requests.iter().map(|p| p.sequences.as_slice()).collect();
         self.score_many(&ids).into_iter().map(|r| r.map(|(s, _)| s)).collect()
+    }
+
+    fn prefix_cache_stats(&self) -> Option<PrefixCacheStats> {
+        LlamaRewardModel::prefix_cache_stats(self)
     }
 }

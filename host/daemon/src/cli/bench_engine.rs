@@ -103,6 +103,8 @@ pub fn engine(
     for share in [true, false] {
         let mut args = engine.clone();
         args.no_prefix_sharing = !share;
+        // Repeated runs of a case would hit the prefix cache: it is measured on its own below.
+        args.prefix_cache_bytes = 0;
         let model = args.load(model_dir)?;
         if share {
             outln!("cpu {}; engine {}", cpu_model(), model.compute_info());
@@ -143,6 +145,25 @@ pub fn engine(
         all_scores.push(scores);
     }
     outln!("prefix sharing on/off time ratio: {:.3}", medians[0] / medians[1]);
+    if engine.prefix_cache_bytes > 0 {
+        // The prefix cache: each case scored twice by a fresh model; the second call finds
+        // its prompt's key/values cached (the RL loop / lazy policy situation).
+        let model = engine.load(model_dir)?;
+        let (mut first, mut second) = (0.0, 0.0);
+        for case in &cases {
+            first += model.score_with_stats(&case.messages, &case.responses)?.1.elapsed.as_secs_f64();
+            second += model.score_with_stats(&case.messages, &case.responses)?.1.elapsed.as_secs_f64();
+        }
+        let stats = model.prefix_cache_stats().unwrap_or_default();
+        outln!(
+            "prefix cache: first call {:.3} s per case, same prompt again {:.3} s per case ({:.2}x); {} blocks hit, {} MiB held",
+            first / cases.len() as f64,
+            second / cases.len() as f64,
+            first / second,
+            stats.hits,
+            stats.bytes >> 20
+        );
+    }
     for path in references {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let r: serde_json::Value = serde_json::from_str(&text).context("reference json")?;

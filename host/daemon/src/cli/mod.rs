@@ -90,6 +90,11 @@ struct EngineArgs {
     /// libdnnl2), else candle; `onednn` fails without it; `candle` never uses it.
     #[arg(long, env = "ARBITER_BACKEND", value_enum, default_value_t = BackendArg::Auto)]
     backend: BackendArg,
+    /// Bytes of prompt key/values kept across calls (prefix KV cache, LRU, in 128-token
+    /// blocks): repeated prompts and a lazy policy's successive reward calls skip recomputing
+    /// them. 0 disables.
+    #[arg(long, env = "ARBITER_PREFIX_CACHE_BYTES", default_value_t = 1 << 30, value_name = "BYTES")]
+    prefix_cache_bytes: usize,
 }
 
 /// `--dtype` values.
@@ -152,6 +157,7 @@ impl EngineArgs {
                 BackendArg::Onednn => arbiter_engine::BackendChoice::OneDnn,
                 BackendArg::Candle => arbiter_engine::BackendChoice::Candle,
             },
+            prefix_cache_bytes: self.prefix_cache_bytes,
             ..arbiter_engine::EngineOptions::default()
         }
     }

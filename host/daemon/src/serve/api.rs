@@ -337,7 +337,10 @@ async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(state.engine.depth()))
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(state.engine.depth(), state.config.model.prefix_cache_stats()),
+    )
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -164,8 +164,34 @@ impl Default for Metrics {
 
 impl Metrics {
     /// The text exposition, with the current queue depth.
-    pub fn render(&self, queue_depth: usize) -> String {
+    pub fn render(&self, queue_depth: usize, cache: Option<arbiter_engine::PrefixCacheStats>) -> String {
         let mut out = String::new();
+        if let Some(c) = cache {
+            for (name, kind, help, value) in [
+                (
+                    "arbiter_prefix_cache_hits_total",
+                    "counter",
+                    "Prompt blocks reused from the prefix KV cache.",
+                    c.hits,
+                ),
+                (
+                    "arbiter_prefix_cache_misses_total",
+                    "counter",
+                    "Prefix-cache lookups that stopped at an uncached block.",
+                    c.misses,
+                ),
+                (
+                    "arbiter_prefix_cache_evictions_total",
+                    "counter",
+                    "Prefix-cache blocks evicted (LRU) to stay within the byte bound.",
+                    c.evictions,
+                ),
+                ("arbiter_prefix_cache_bytes", "gauge", "Bytes of key/values held by the prefix cache.", c.bytes),
+                ("arbiter_prefix_cache_blocks", "gauge", "Blocks held by the prefix cache.", c.blocks),
+            ] {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            }
+        }
         self.requests.render(
             &mut out,
             "arbiter_requests_total",

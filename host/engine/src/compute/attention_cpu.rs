@@ -3,9 +3,10 @@
 //! query rows for every head of the kv head's group together, so each key block is packed
 //! once for the whole group.
 //!
-//! Each task multiplies its query rows against every visible key with a real GEMM (the `gemm`
-//! crate, runtime-dispatched SIMD), takes a vectorised softmax over each row's visible keys
-//! (exactly the causal set: no mask tensor, no −∞ arithmetic), and multiplies by the values.
+//! Each task multiplies its query rows against every visible key with one real GEMM (the
+//! `gemm` crate, runtime-dispatched SIMD) over the chunk's keys gathered contiguously, takes a
+//! vectorised softmax over each row's visible keys (exactly the causal set: no mask tensor, no
+//! −∞ arithmetic), and multiplies by the values with one more GEMM.
 //! Memory per task is `64 × group × visible keys` floats: linear in sequence length, never `T × T`.
 //! Tasks run in parallel on rayon's pool; each writes only its own rows of its own head.
 //!
@@ -186,6 +187,29 @@ pub fn attend(
         }
     }
 
+    // Per chunk, every key (and value) it may see — context blocks, then its own — gathered
+    // into one contiguous run per kv head: one GEMM for QKᵀ and one for PV over all of them, so
+    // the result does not depend on how the context happens to be cut into blocks (a prompt
+    // computed in one piece or taken from the prefix cache block by block gives the same bits).
+    let gather = |c: usize, values: bool, own: &[f32]| -> Vec<f32> {
+        let ctx: usize = blocks[c].iter().map(|b| b.0.len() / (nkv * d)).sum();
+        let total = ctx + lens[c];
+        let mut out = vec![0f32; nkv * total * d];
+        for (gi, dst) in out.chunks_mut(total * d).enumerate() {
+            let mut at = 0;
+            for b in &blocks[c] {
+                let src = if values { b.1 } else { b.0 };
+                let per = src.len() / nkv;
+                dst[at..at + per].copy_from_slice(&src[gi * per..(gi + 1) * per]);
+                at += per;
+            }
+            dst[at..].copy_from_slice(&own[(gi * t + starts[c]) * d..][..lens[c] * d]);
+        }
+        out
+    };
+    let keys: Vec<(Vec<f32>, Vec<f32>)> =
+        (0..lens.len()).into_par_iter().map(|c| (gather(c, false, &k), gather(c, true, &v))).collect();
+
     let tasks: Vec<(usize, usize, usize)> = (0..lens.len())
         .flat_map(|c| (0..nkv).flat_map(move |gi| (0..lens[c]).step_by(TOKENS).map(move |f| (c, gi, f))))
         .collect();
@@ -194,21 +218,15 @@ pub fn attend(
         .map(|&(c, gi, first)| {
             let (start, tokens) = (starts[c], TOKENS.min(lens[c] - first));
             let rows = tokens * group; // row r: token first + r / group, head gi·group + r % group
-            let own = first + tokens; // own keys visible to the last token of this tile
-            let per_head = |s: &[f32]| s.len() / nkv;
-            let ctx_len: usize = blocks[c].iter().map(|b| per_head(b.0) / d).sum();
-            let n = ctx_len + own;
-            let mut s = vec![0f32; rows * n];
+            let total = keys[c].0.len() / (nkv * d); // context + own keys of this chunk
+            let ctx_len = total - lens[c];
+            let n = ctx_len + first + tokens; // keys visible to the last token of this tile
+            let kh = &keys[c].0[gi * total * d..][..n * d];
+            let vh = &keys[c].1[gi * total * d..][..n * d];
             let qg = &q[((gi * t + start + first) * group) * d..][..rows * d];
-            let own_k = &k[(gi * t + start) * d..][..own * d];
-            let own_v = &v[(gi * t + start) * d..][..own * d];
-            let mut col = 0;
-            for kb in blocks[c].iter().map(|b| &b.0[gi * per_head(b.0)..][..per_head(b.0)]).chain([own_k]) {
-                let keys = kb.len() / d;
-                // S[:, col..col+keys] = Q · Kᵀ  (Kᵀ: row stride 1, column stride d)
-                gemm((rows, keys, d), &mut s[col..], n, false, qg, (d, 1), kb, (1, d));
-                col += keys;
-            }
+            let mut s = vec![0f32; rows * n];
+            // S = Q · Kᵀ  (Kᵀ: row stride 1, column stride d)
+            gemm((rows, n, d), &mut s, n, false, qg, (d, 1), kh, (1, d));
             let mut sums = vec![0f32; rows];
             for (r, sum) in sums.iter_mut().enumerate() {
                 let visible = ctx_len + first + r / group + 1;
@@ -217,12 +235,7 @@ pub fn attend(
                 row[visible..].fill(0.0);
             }
             let mut o = vec![0f32; rows * d];
-            let mut col = 0;
-            for vb in blocks[c].iter().map(|b| &b.1[gi * per_head(b.1)..][..per_head(b.1)]).chain([own_v]) {
-                let keys = vb.len() / d;
-                gemm((rows, d, keys), &mut o, d, true, &s[col..], (n, 1), vb, (d, 1));
-                col += keys;
-            }
+            gemm((rows, d, n), &mut o, d, false, &s, (n, 1), vh, (d, 1));
             for (r, sum) in sums.iter().enumerate() {
                 let inv = 1.0 / sum;
                 o[r * d..(r + 1) * d].iter_mut().for_each(|x| *x *= inv);
