@@ -124,6 +124,8 @@ pub struct ScoreStats {
     pub tokens_computed: usize,
     /// Length of the shared prefix.
     pub prefix_tokens: usize,
+    /// Time spent on the shared prefix (near zero when the prefix cache holds it).
+    pub prefix_elapsed: Duration,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -281,14 +283,17 @@ impl LlamaRewardModel {
             .map(|seqs| {
                 self.validate(seqs)?;
                 let prefix_len = self.prefix_len(seqs);
+                let started = Instant::now();
                 let prefix = match seqs.first() {
                     Some(first) => self.prefix_kv(&first[..prefix_len])?,
                     None => KvBlocks::empty(layers),
                 };
+                let prefix_elapsed = started.elapsed();
                 let stats = ScoreStats {
                     tokens_total: seqs.iter().map(Vec::len).sum(),
                     tokens_computed: prefix_len + seqs.iter().map(|s| s.len() - prefix_len).sum::<usize>(),
                     prefix_tokens: prefix_len,
+                    prefix_elapsed,
                     elapsed: Duration::ZERO,
                 };
                 Ok(Live { prefix_len, prefix, scores: vec![0.0; seqs.len()], stats })

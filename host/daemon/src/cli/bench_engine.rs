@@ -149,19 +149,24 @@ pub fn engine(
         // The prefix cache: each case scored twice by a fresh model; the second call finds
         // its prompt's key/values cached (the RL loop / lazy policy situation).
         let model = engine.load(model_dir)?;
-        let (mut first, mut second) = (0.0, 0.0);
+        let (mut first, mut second) = ((0.0, 0.0), (0.0, 0.0));
         for case in &cases {
-            first += model.score_with_stats(&case.messages, &case.responses)?.1.elapsed.as_secs_f64();
-            second += model.score_with_stats(&case.messages, &case.responses)?.1.elapsed.as_secs_f64();
+            for total in [&mut first, &mut second] {
+                let stats = model.score_with_stats(&case.messages, &case.responses)?.1;
+                total.0 += stats.elapsed.as_secs_f64();
+                total.1 += stats.prefix_elapsed.as_secs_f64();
+            }
         }
-        let stats = model.prefix_cache_stats().unwrap_or_default();
+        let cache = model.prefix_cache_stats().unwrap_or_default();
+        let n = cases.len() as f64;
         outln!(
-            "prefix cache: first call {:.3} s per case, same prompt again {:.3} s per case ({:.2}x); {} blocks hit, {} MiB held",
-            first / cases.len() as f64,
-            second / cases.len() as f64,
-            first / second,
-            stats.hits,
-            stats.bytes >> 20
+            "prefix cache: first call {:.3} s per case (prefix {:.3} s), same prompt again {:.3} s (prefix {:.4} s); {} blocks hit, {} MiB held",
+            first.0 / n,
+            first.1 / n,
+            second.0 / n,
+            second.1 / n,
+            cache.hits,
+            cache.bytes >> 20
         );
     }
     for path in references {
