@@ -255,3 +255,21 @@ fn real_llama3_tokenizer_and_template_conformance() {
         assert_eq!(got.last(), Some(&128009), "ends in <|eot_id|>");
     }
 }
+
+/// The planner runs before any weight is read: a checkpoint whose config cannot fit this
+/// machine's memory is refused with the arithmetic, not loaded until the OS kills it.
+#[test]
+fn a_model_too_large_for_memory_is_refused_before_loading() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(fixtures().join("tiny-llama-f32")).expect("fixture") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
+    }
+    let path = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&path).expect("config");
+    let mut cfg: serde_json::Value = serde_json::from_str(&text).expect("json");
+    cfg["num_hidden_layers"] = serde_json::json!(100_000_000);
+    std::fs::write(&path, cfg.to_string()).expect("write");
+    let e = LlamaRewardModel::load(dir.path(), EngineOptions::default()).err().expect("refused").to_string();
+    assert!(e.contains("does not fit") && e.contains("GiB needed") && e.contains("MemAvailable"), "{e}");
+}

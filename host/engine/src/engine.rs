@@ -17,7 +17,15 @@ use crate::compute::{BackendChoice, Compute, ComputeInfo, DtypeChoice};
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result, bad};
 use crate::model::{Chunk, KvBlocks, Llama};
+use crate::plan::{Budget, Plan, PlanRequest, plan};
 use crate::prefix_cache::{PrefixCache, PrefixCacheStats};
+
+/// `MemAvailable` of /proc/meminfo, in bytes, where the OS reports it.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
 use crate::prompt::Prompter;
 use crate::template::Message;
 use crate::weights::Checkpoint;
@@ -135,6 +143,8 @@ pub struct LlamaRewardModel {
     model: Llama,
     /// Prompt key/values of earlier calls (`None`: off).
     cache: Option<PrefixCache>,
+    /// Memory placement (`None` where the device's free memory is unknown).
+    plan: Option<Plan>,
     prompter: Prompter,
     options: EngineOptions,
     dir: String,
@@ -191,10 +201,32 @@ impl LlamaRewardModel {
         let ck = Checkpoint::open(dir, Device::Cpu, DType::F32)?;
         let stored = ck.stored_dtype("model.layers.0.self_attn.q_proj.weight").unwrap_or(DType::F32);
         let compute = compute(stored, &options)?;
+        let plan = Self::plan_cpu(&cfg, &compute, &options)?;
         let ck = ck.on(compute.device().clone());
         let model = Llama::load(&cfg, &ck, options.reward_token, compute)?;
         let cache = PrefixCache::new(options.prefix_cache_block, options.prefix_cache_bytes);
-        Ok(Self { model, cache, prompter, options, dir: dir.display().to_string() })
+        Ok(Self { model, cache, plan, prompter, options, dir: dir.display().to_string() })
+    }
+
+    /// Plans a CPU model against the host's available memory before any weight is read, so a
+    /// model that cannot fit is refused with the arithmetic instead of failing halfway.
+    fn plan_cpu(cfg: &ModelConfig, compute: &Compute, options: &EngineOptions) -> Result<Option<Plan>> {
+        let Some(available) = compute.device().is_cpu().then(available_memory).flatten() else { return Ok(None) };
+        let request = PlanRequest {
+            weight_bytes: compute.weights().size_in_bytes() as u64,
+            activation_bytes: compute.activations().size_in_bytes() as u64,
+            devices: vec![Budget { name: "cpu (MemAvailable)".into(), bytes: available }],
+            embeddings_on_host: false,
+            max_batch_tokens: options.max_batch_tokens,
+            prefix_tokens: cfg.max_position_embeddings.min(8192),
+            chunk_tokens: options.chunk_tokens,
+        };
+        Ok(Some(plan(cfg, &request)?))
+    }
+
+    /// Where the model's memory goes (CPU: one device, the host's available memory).
+    pub fn plan(&self) -> Option<&Plan> {
+        self.plan.as_ref()
     }
 
     /// Architecture of the loaded checkpoint.
@@ -444,8 +476,9 @@ impl RewardModel for LlamaRewardModel {
 
     fn describe(&self) -> String {
         let c = self.model.config();
+        let plan = self.plan.as_ref().map(|p| format!("; memory plan: {p}")).unwrap_or_default();
         format!(
-            "{} ({} layers, hidden {}, {:?}; {})",
+            "{} ({} layers, hidden {}, {:?}; {}{plan})",
             self.dir,
             c.num_layers,
             c.hidden_size,

@@ -49,6 +49,9 @@ pub enum EngineError {
     /// A request the engine cannot serve as given (no responses, empty conversation).
     #[error("invalid input: {0}")]
     Input(String),
+    /// The model cannot fit the memory available (the planner's arithmetic).
+    #[error("{0}; a bf16 checkpoint with --dtype bf16 needs half the memory of f32")]
+    DoesNotFit(#[from] crate::plan::DoesNotFit),
     /// The tensor library failed.
     #[error("compute: {0}")]
     Compute(String),
