@@ -273,3 +273,29 @@ fn a_model_too_large_for_memory_is_refused_before_loading() {
     let e = LlamaRewardModel::load(dir.path(), EngineOptions::default()).err().expect("refused").to_string();
     assert!(e.contains("does not fit") && e.contains("GiB needed") && e.contains("MemAvailable"), "{e}");
 }
+
+/// The device map: the model split by layers over several devices (CPU devices standing in for
+/// GPUs: the same code path, hidden state moved at each boundary) scores exactly as on one.
+#[test]
+fn a_layer_split_over_devices_scores_as_one_device() {
+    use candle_core::{DType, Device};
+    let (msgs, responses) = sample();
+    let dir = fixtures().join("tiny-llama-f32");
+    let one = LlamaRewardModel::load_on(&dir, EngineOptions::default(), Device::Cpu, DType::F32).expect("one");
+    let want = one.score(&msgs, &responses).expect("one device");
+    // The fixture has 3 layers.
+    for split in [
+        vec![(Device::Cpu, 1), (Device::Cpu, 2)],
+        vec![(Device::Cpu, 1), (Device::Cpu, 1), (Device::Cpu, 1)],
+        vec![(Device::Cpu, 3), (Device::Cpu, 0)],
+    ] {
+        let split_model =
+            LlamaRewardModel::load_split(&dir, EngineOptions::default(), &split, DType::F32).expect("split");
+        assert_eq!(split_model.score(&msgs, &responses).expect("split"), want, "{split:?}");
+    }
+    let e = LlamaRewardModel::load_split(&dir, EngineOptions::default(), &[(Device::Cpu, 4)], DType::F32)
+        .err()
+        .expect("4 of 3 layers")
+        .to_string();
+    assert!(e.contains("places 4 layers but the model has 3"), "{e}");
+}

@@ -157,7 +157,7 @@ impl LlamaRewardModel {
     /// # Errors
     /// Any missing or malformed file, named; `--backend onednn` without the library.
     pub fn load(dir: &Path, options: EngineOptions) -> Result<Self> {
-        Self::load_with(dir, options, |stored, o| Compute::cpu(o.backend, o.dtype, stored, o.chunk_tokens))
+        Self::load_with(dir, options, &[], |stored, o| Compute::cpu(o.backend, o.dtype, stored, o.chunk_tokens))
     }
 
     /// Loads on a given device, computing everything in `dtype` with candle's kernels (the
@@ -166,12 +166,27 @@ impl LlamaRewardModel {
     /// # Errors
     /// As [`LlamaRewardModel::load`].
     pub fn load_on(dir: &Path, options: EngineOptions, device: Device, dtype: DType) -> Result<Self> {
-        Self::load_with(dir, options, move |_, _| Ok(Compute::on(device, dtype)))
+        Self::load_with(dir, options, &[], move |_, _| Ok(Compute::on(device, dtype)))
+    }
+
+    /// Loads split by layers over several devices (the device map): `split[i] = (device,
+    /// layers)` places the next `layers` layers on `device`, in order; embeddings go with the
+    /// first layer, the final norm and reward row with the last. The hidden state moves between
+    /// devices at range boundaries. Computes in `dtype` with candle's kernels (CPU devices may
+    /// stand in for GPUs: the same code path).
+    ///
+    /// # Errors
+    /// As [`LlamaRewardModel::load`], plus a map that does not place every layer exactly once.
+    pub fn load_split(dir: &Path, options: EngineOptions, split: &[(Device, usize)], dtype: DType) -> Result<Self> {
+        let first =
+            split.first().map(|(d, _)| d.clone()).ok_or_else(|| EngineError::Input("empty device map".into()))?;
+        Self::load_with(dir, options, split, move |_, _| Ok(Compute::on(first, dtype)))
     }
 
     fn load_with(
         dir: &Path,
         options: EngineOptions,
+        split: &[(Device, usize)],
         compute: impl FnOnce(DType, &EngineOptions) -> Result<Compute>,
     ) -> Result<Self> {
         if !dir.is_dir() {
@@ -198,12 +213,19 @@ impl LlamaRewardModel {
         if options.chunk_tokens == 0 || options.max_batch_tokens == 0 {
             return Err(EngineError::Input("chunk_tokens and max_batch_tokens must be positive".into()));
         }
+        let placement: Vec<Device> = split.iter().flat_map(|(d, n)| std::iter::repeat_n(d.clone(), *n)).collect();
+        if !split.is_empty() && placement.len() != cfg.num_layers {
+            return Err(EngineError::Input(format!(
+                "the device map places {} layers but the model has {}",
+                placement.len(),
+                cfg.num_layers
+            )));
+        }
         let ck = Checkpoint::open(dir, Device::Cpu, DType::F32)?;
         let stored = ck.stored_dtype("model.layers.0.self_attn.q_proj.weight").unwrap_or(DType::F32);
         let compute = compute(stored, &options)?;
         let plan = Self::plan_cpu(&cfg, &compute, &options)?;
-        let ck = ck.on(compute.device().clone());
-        let model = Llama::load(&cfg, &ck, options.reward_token, compute)?;
+        let model = Llama::load(&cfg, &ck, options.reward_token, compute, &placement)?;
         let cache = PrefixCache::new(options.prefix_cache_block, options.prefix_cache_bytes);
         Ok(Self { model, cache, plan, prompter, options, dir: dir.display().to_string() })
     }

@@ -247,7 +247,7 @@ impl Compute {
         chunks: &[(usize, &[(Tensor, Tensor)])],
         g: Geometry,
     ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
-        if !(self.device.is_cpu() && self.activations == DType::F32) {
+        if !(qkv.device().is_cpu() && self.activations == DType::F32) {
             return attention::layer(qkv, rope, chunks, g);
         }
         let qkv = qkv.contiguous()?;
@@ -258,7 +258,7 @@ impl Compute {
             with_f32(&cos, |c| with_f32(&sin, |s| attention_cpu::attend(q, (c, s), &lens, &contexts, g)))
         })????;
         let rows = lens.iter().sum::<usize>();
-        let dev = &self.device;
+        let dev = qkv.device();
         let own = own
             .into_iter()
             .zip(&lens)
@@ -278,7 +278,7 @@ impl Compute {
     /// # Errors
     /// A shape or backend failure.
     pub fn silu_mul(&self, gate_up: &Tensor, inter: usize) -> Result<Tensor> {
-        if !(self.device.is_cpu() && self.activations == DType::F32) {
+        if !(gate_up.device().is_cpu() && self.activations == DType::F32) {
             return Ok((candle_nn::ops::silu(&gate_up.narrow(1, 0, inter)?)? * gate_up.narrow(1, inter, inter)?)?);
         }
         let gate_up = gate_up.contiguous()?;
@@ -290,7 +290,7 @@ impl Compute {
                 fastmath::silu_mul(&row[..inter], &row[inter..], o);
             });
         })?;
-        Ok(Tensor::from_vec(out, (rows, inter), &self.device)?)
+        Ok(Tensor::from_vec(out, (rows, inter), gate_up.device())?)
     }
 }
 

@@ -9,7 +9,7 @@
 
 mod rope;
 
-use candle_core::{D, DType, Tensor};
+use candle_core::{D, DType, Device, Tensor};
 
 use crate::compute::{Compute, Geometry, Linear};
 use crate::config::{Head, ModelConfig};
@@ -65,6 +65,8 @@ struct Layer {
     /// gate and up projections stacked, likewise.
     gate_up: Linear,
     down: Linear,
+    /// Where this layer's weights and key/values live (the device map).
+    device: Device,
 }
 
 /// Decoder weights plus the reward head row.
@@ -81,15 +83,28 @@ pub struct Llama {
 
 impl Llama {
     /// Loads every tensor, checking shapes against `cfg`, into `compute`'s layout and dtypes;
-    /// keeps one row of the output head.
-    pub fn load(cfg: &ModelConfig, ck: &Checkpoint, reward_token: u32, compute: Compute) -> Result<Self> {
+    /// keeps one row of the output head. `placement[i]` is layer `i`'s device (empty: every
+    /// layer on `compute`'s device); embeddings live with the first layer, the final norm and
+    /// reward row with the last.
+    pub fn load(
+        cfg: &ModelConfig,
+        ck: &Checkpoint,
+        reward_token: u32,
+        compute: Compute,
+        placement: &[Device],
+    ) -> Result<Self> {
         let (h, kvd, qd, inter) =
             (cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, cfg.num_heads * cfg.head_dim, cfg.intermediate_size);
         let (act, wt) = (compute.activations(), compute.weights());
+        let device_of = |i: usize| placement.get(i).unwrap_or(compute.device()).clone();
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
+            let device = device_of(i);
             let p = |s: &str| format!("model.layers.{i}.{s}");
-            let w = |s: &str, shape: &[usize]| ck.tensor_as(&p(s), shape, wt);
+            let w = |s: &str, shape: &[usize]| -> Result<Tensor> {
+                Ok(ck.tensor_as(&p(s), shape, wt)?.to_device(&device)?)
+            };
+            let norm = |s: &str| -> Result<Tensor> { Ok(ck.tensor_as(&p(s), &[h], act)?.to_device(&device)?) };
             let qkv = Tensor::cat(
                 &[
                     w("self_attn.q_proj.weight", &[qd, h])?,
@@ -101,14 +116,16 @@ impl Llama {
             let gate_up =
                 Tensor::cat(&[w("mlp.gate_proj.weight", &[inter, h])?, w("mlp.up_proj.weight", &[inter, h])?], 0)?;
             layers.push(Layer {
-                input_norm: ck.tensor_as(&p("input_layernorm.weight"), &[h], act)?,
+                input_norm: norm("input_layernorm.weight")?,
                 qkv: compute.linear(qkv)?,
                 o: compute.linear(w("self_attn.o_proj.weight", &[h, qd])?)?,
-                post_norm: ck.tensor_as(&p("post_attention_layernorm.weight"), &[h], act)?,
+                post_norm: norm("post_attention_layernorm.weight")?,
                 gate_up: compute.linear(gate_up)?,
                 down: compute.linear(w("mlp.down_proj.weight", &[h, inter])?)?,
+                device,
             });
         }
+        let (first, last) = (device_of(0), device_of(cfg.num_layers.saturating_sub(1)));
         let vocab = cfg.vocab_size;
         let row = reward_token as usize;
         let head = match cfg.head {
@@ -118,13 +135,14 @@ impl Llama {
                 ck.row("model.embed_tokens.weight", vocab, h, row)?.to_dtype(act)?
             }
             Head::LmHeadRow { .. } => ck.row("lm_head.weight", vocab, h, row)?.to_dtype(act)?,
-        };
+        }
+        .to_device(&last)?;
         Ok(Self {
             rope: Rope::new(cfg),
             // Rows are gathered then converted: the table stays in the (smaller) weight dtype.
-            embed: ck.tensor_as("model.embed_tokens.weight", &[vocab, h], wt)?,
+            embed: ck.tensor_as("model.embed_tokens.weight", &[vocab, h], wt)?.to_device(&first)?,
             layers,
-            norm: ck.tensor_as("model.norm.weight", &[h], act)?,
+            norm: ck.tensor_as("model.norm.weight", &[h], act)?.to_device(&last)?,
             head,
             compute,
             cfg: cfg.clone(),
@@ -158,14 +176,21 @@ impl Llama {
         let ids: Vec<u32> = chunks.iter().flat_map(|c| c.tokens.iter().copied()).collect();
         let positions: Vec<usize> = chunks.iter().flat_map(|c| c.start..c.start + c.tokens.len()).collect();
         let total = ids.len();
-        let (device, act) = (self.compute.device(), self.compute.activations());
-        let ids = Tensor::from_vec(ids, total, device)?;
+        let act = self.compute.activations();
+        let mut device = self.embed.device().clone();
+        let ids = Tensor::from_vec(ids, total, &device)?;
         let mut x = self.embed.index_select(&ids, 0)?.to_dtype(act)?;
-        let (cos, sin) = self.rope.cos_sin(&positions, device, act)?;
+        let (mut cos, mut sin) = self.rope.cos_sin(&positions, &device, act)?;
         let geometry = Geometry { heads: nh, kv_heads: kvh, dim: d };
         let mut new_kv: Vec<KvBlocks> = chunks.iter().map(|_| KvBlocks::empty(self.layers.len())).collect();
 
         for (li, layer) in self.layers.iter().enumerate() {
+            if !layer.device.same_device(&device) {
+                // A device-map boundary: the hidden state and rope rows move; nothing else does.
+                device = layer.device.clone();
+                x = x.to_device(&device)?;
+                (cos, sin) = (cos.to_device(&device)?, sin.to_device(&device)?);
+            }
             let h = candle_nn::ops::rms_norm(&x, &layer.input_norm, cfg.rms_norm_eps as f32)?;
             let qkv = layer.qkv.forward(&h)?;
             let spans: Vec<(usize, &[(Tensor, Tensor)])> =
