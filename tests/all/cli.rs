@@ -210,3 +210,36 @@ fn score_without_onednn_falls_back_to_candle_and_says_why() {
     let line = stderr_line(&out);
     assert!(line.contains("--backend onednn") && line.contains("/nonexistent/libdnnl.so.2"), "{line}");
 }
+
+/// `--device`: a CUDA request in a binary built without the `cuda` feature says how to get
+/// one; a malformed device names the accepted forms. One line each, exit 2.
+#[test]
+fn device_errors_say_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let score = |device: &str| {
+        arbiter(
+            &[
+                "score",
+                "--model",
+                "tests/fixtures/tiny-llama-f32",
+                "--input",
+                "examples/score.jsonl",
+                "--device",
+                device,
+            ],
+            dir.path(),
+        )
+    };
+    if !cfg!(feature = "cuda") {
+        let out = score("cuda:0,1");
+        assert_eq!(out.status.code(), Some(2));
+        let line = stderr_line(&out);
+        assert!(line.contains("--device cuda:0") && line.contains("--features cuda"), "{line}");
+    }
+    for bad in ["tpu", "cuda:x", "cuda:1,1"] {
+        let out = score(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let line = stderr_line(&out);
+        assert!(line.contains("--device"), "{bad}: {line}");
+    }
+}

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use arbiter_engine::{LlamaRewardModel, Message};
+use arbiter_engine::{LlamaRewardModel, Message, ModelConfig};
+use candle_core::DType;
 use clap::Args;
 use serde_json::Value;
 
@@ -101,8 +102,56 @@ pub fn run(args: ScoreArgs) -> Result<()> {
 }
 
 impl EngineArgs {
-    /// Loads the checkpoint `dir` with these settings.
+    /// Loads the checkpoint `dir` with these settings, on `--device`.
     pub fn load(&self, dir: &std::path::Path) -> Result<LlamaRewardModel> {
-        LlamaRewardModel::load(dir, self.options()).with_context(|| format!("loading model {}", dir.display()))
+        let context = || format!("loading model {}", dir.display());
+        let gpus = parse_device(&self.device)?;
+        if gpus.is_empty() {
+            return LlamaRewardModel::load(dir, self.options()).with_context(context);
+        }
+        let devices = gpus
+            .iter()
+            .map(|&i| {
+                candle_core::Device::new_cuda(i).map_err(|e| {
+                    let hint = if cfg!(feature = "cuda") {
+                        ""
+                    } else {
+                        " (this arbiter was built without CUDA: cargo build --release -p arbiter --features cuda)"
+                    };
+                    anyhow::anyhow!("--device cuda:{i}: {e}{hint}")
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let dtype = if self.dtype == super::DtypeArg::F32 { DType::F32 } else { DType::BF16 };
+        let layers = ModelConfig::load(&dir.join("config.json")).with_context(context)?.num_layers;
+        // Even split in device order; the memory planner's per-device split needs each GPU's
+        // free memory, which comes with the CUDA engine work.
+        let split: Vec<_> = devices
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| (d, layers / gpus.len() + usize::from(i < layers % gpus.len())))
+            .collect();
+        LlamaRewardModel::load_split(dir, self.options(), &split, dtype).with_context(context)
+    }
+}
+
+/// `cpu` → no GPU; `cuda` → [0]; `cuda:0,2` → [0, 2].
+pub(super) fn parse_device(spec: &str) -> Result<Vec<usize>> {
+    let bad = || anyhow::anyhow!("--device {spec:?}: expected `cpu`, `cuda` or `cuda:I,J,...` (GPU indices)");
+    match spec.trim() {
+        "cpu" => Ok(Vec::new()),
+        "cuda" => Ok(vec![0]),
+        s => {
+            let list = s.strip_prefix("cuda:").ok_or_else(bad)?;
+            let ids: Vec<usize> =
+                list.split(',').map(|i| i.trim().parse().map_err(|_| bad())).collect::<Result<_>>()?;
+            let mut seen = ids.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            if seen.len() != ids.len() {
+                anyhow::bail!("--device {spec:?}: a GPU is listed twice");
+            }
+            Ok(ids)
+        }
     }
 }

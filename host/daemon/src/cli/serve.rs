@@ -73,6 +73,9 @@ pub fn run(global: &Global, args: ServeArgs) -> Result<()> {
             demo_dir = tempfile::tempdir().context("creating the demo model directory")?;
             let options = args.engine.options();
             tracing::warn!("no --model given: serving the built-in {}", demo::DEMO_LABEL);
+            if args.engine.device != "cpu" {
+                tracing::warn!(device = %args.engine.device, "the demo model always runs on the CPU");
+            }
             (Arc::new(demo::load(demo_dir.path(), options)?), demo::DEMO_LABEL.to_owned())
         }
     };
