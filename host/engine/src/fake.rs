@@ -1,6 +1,6 @@
 //! A deterministic stand-in reward model for tests of code around the engine.
 
-use crate::engine::{Prepared, RewardModel};
+use crate::api::{Prepared, RewardModel};
 use crate::error::Result;
 use crate::template::Message;
 

@@ -12,6 +12,7 @@
 //!
 //! Synchronous by design: no async runtime, no wasmtime. Callers run it on their own thread.
 
+mod api;
 mod compute;
 mod config;
 mod engine;
@@ -25,9 +26,10 @@ mod template;
 mod text;
 mod weights;
 
+pub use api::{EngineOptions, Prepared, RewardModel, ScoreStats};
 pub use compute::{BackendChoice, Compute, ComputeInfo, DtypeChoice, Linear};
 pub use config::{Head, Llama3Scaling, ModelConfig};
-pub use engine::{EngineOptions, LlamaRewardModel, Prepared, RewardModel, ScoreStats};
+pub use engine::LlamaRewardModel;
 pub use error::{EngineError, Result};
 pub use fake::FakeRewardModel;
 pub use plan::{Budget, DevicePlan, DoesNotFit, Plan, PlanRequest, plan};
