@@ -109,11 +109,6 @@ impl Checkpoint {
         Ok(Self { maps, entries, files, device, dtype })
     }
 
-    /// The same checkpoint, loading to `device` instead.
-    pub fn on(self, device: Device) -> Self {
-        Self { device, ..self }
-    }
-
     /// Device tensors are loaded to.
     pub fn device(&self) -> &Device {
         &self.device
@@ -155,20 +150,12 @@ impl Checkpoint {
         }
     }
 
-    /// Loads tensor `name`, checking its shape, in the compute dtype.
-    ///
-    /// # Errors
-    /// Missing tensor, wrong shape, unsupported dtype.
-    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        self.tensor_as(name, shape, self.dtype)
-    }
-
     /// Loads tensor `name`, checking its shape, in `dtype` (matmul weights may differ from
     /// the activation dtype). Its file pages are released from this process afterwards, so
     /// loading a checkpoint never holds the file and the loaded model in memory together.
     ///
     /// # Errors
-    /// As [`Checkpoint::tensor`].
+    /// Missing tensor, wrong shape, unsupported dtype.
     pub fn tensor_as(&self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let (e, file) = self.entry(name, shape)?;
         let stored = Self::candle_dtype(e, name, file)?;
@@ -208,7 +195,7 @@ impl Checkpoint {
     /// that row's bytes.
     ///
     /// # Errors
-    /// As [`Checkpoint::tensor`], plus a row out of range.
+    /// As [`Checkpoint::tensor_as`], plus a row out of range.
     pub fn row(&self, name: &str, rows: usize, cols: usize, row: usize) -> Result<Tensor> {
         let (e, file) = self.entry(name, &[rows, cols])?;
         let stored = Self::candle_dtype(e, name, file)?;

@@ -339,11 +339,6 @@ impl Linear {
             }
         }
     }
-
-    /// `(out, in)`.
-    pub fn dims(&self) -> (usize, usize) {
-        (self.out, self.inp)
-    }
 }
 
 /// Runs `f` over the f32 elements of a contiguous CPU tensor without copying them.
