@@ -118,7 +118,9 @@ impl EngineArgs {
                     } else {
                         " (this arbiter was built without CUDA: cargo build --release -p arbiter --features cuda)"
                     };
-                    anyhow::anyhow!("--device cuda:{i}: {e}{hint}")
+                    // candle appends a backtrace on further lines when RUST_BACKTRACE is set.
+                    let e = e.to_string();
+                    anyhow::anyhow!("--device cuda:{i}: {}{hint}", e.lines().next().unwrap_or_default())
                 })
             })
             .collect::<Result<Vec<_>>>()?;
