@@ -81,9 +81,9 @@ struct EngineArgs {
     /// (the reference does not; scores change).
     #[arg(long, env = "ARBITER_NEUTRALIZE_SPECIAL_TOKENS")]
     neutralize_special_tokens: bool,
-    /// Compute dtype on CPU: `auto` = bf16 when the checkpoint is bf16 and the CPU has native
-    /// bf16 (AMX or AVX-512-BF16, through oneDNN), else f32; `f32` = the exact reference path;
-    /// `bf16` = bf16 weights kept in memory as bf16.
+    /// Compute dtype: `auto` = on CPU, bf16 when the checkpoint is bf16 and the CPU has native
+    /// bf16 (AMX or AVX-512-BF16, through oneDNN), else f32; on CUDA, bf16. `f32` = the exact
+    /// reference path; `bf16` = bf16 weights kept in memory as bf16.
     #[arg(long, env = "ARBITER_DTYPE", value_enum, default_value_t = DtypeArg::Auto)]
     dtype: DtypeArg,
     /// CPU matmul backend: `auto` = oneDNN when libdnnl.so.2 loads (apt-get install
