@@ -171,6 +171,19 @@ fn every_route_happy_path() {
     assert!(body.contains("arbiter_plugin_calls_total{plugin=\"argmax\",outcome=\"ok\"} 1"), "{body}");
     assert!(body.contains("arbiter_request_duration_seconds_count{route=\"/v1/score\"} 1"), "{body}");
     assert!(body.contains("arbiter_queue_depth 0"), "{body}");
+    // Unknown paths and methods answer in the same JSON error shape as every other status.
+    for (method, path, status, kind) in [
+        ("GET", "/nope", 404, "not_found"),
+        ("POST", "//v1/select", 404, "not_found"),
+        ("PATCH", "/v1/select", 405, "method_not_allowed"),
+        ("DELETE", "/health", 405, "method_not_allowed"),
+    ] {
+        let (s, body) = http(a, method, path, None);
+        assert_eq!(s, status, "{method} {path}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {body:?}"));
+        assert_eq!(v["type"], kind, "{v}");
+        assert!(v["error"].as_str().is_some_and(|m| m.contains("/openapi.json")), "{v}");
+    }
     server.shutdown().expect("clean shutdown");
 }
 
