@@ -9,6 +9,7 @@ macro_rules! outln {
 mod bench;
 mod bench_engine;
 mod bench_serve;
+pub(crate) mod heap;
 mod plugin;
 mod score;
 mod select;

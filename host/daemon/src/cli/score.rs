@@ -105,9 +105,16 @@ impl EngineArgs {
     /// Loads the checkpoint `dir` with these settings, on `--device`.
     pub fn load(&self, dir: &std::path::Path) -> Result<LlamaRewardModel> {
         let context = || format!("loading model {}", dir.display());
+        let model = self.load_on_device(dir).with_context(context)?;
+        // After loading, not before: the load's transient copies go back to the OS.
+        super::heap::keep_freed_memory();
+        Ok(model)
+    }
+
+    fn load_on_device(&self, dir: &std::path::Path) -> Result<LlamaRewardModel> {
         let gpus = parse_device(&self.device)?;
         if gpus.is_empty() {
-            return LlamaRewardModel::load(dir, self.options()).with_context(context);
+            return Ok(LlamaRewardModel::load(dir, self.options())?);
         }
         let devices = gpus
             .iter()
@@ -125,7 +132,7 @@ impl EngineArgs {
             })
             .collect::<Result<Vec<_>>>()?;
         let dtype = if self.dtype == super::DtypeArg::F32 { DType::F32 } else { DType::BF16 };
-        let layers = ModelConfig::load(&dir.join("config.json")).with_context(context)?.num_layers;
+        let layers = ModelConfig::load(&dir.join("config.json"))?.num_layers;
         // Even split in device order; the memory planner's per-device split needs each GPU's
         // free memory, which comes with the CUDA engine work.
         let split: Vec<_> = devices
@@ -133,7 +140,7 @@ impl EngineArgs {
             .enumerate()
             .map(|(i, d)| (d, layers / gpus.len() + usize::from(i < layers % gpus.len())))
             .collect();
-        LlamaRewardModel::load_split(dir, self.options(), &split, dtype).with_context(context)
+        Ok(LlamaRewardModel::load_split(dir, self.options(), &split, dtype)?)
     }
 }
 

@@ -80,6 +80,7 @@ pub fn run(global: &Global, args: ServeArgs) -> Result<()> {
         }
     };
     tracing::info!(engine = %model.describe(), "model loaded");
+    super::heap::keep_freed_memory();
     let mut host = HostConfig::default();
     if global.no_cache {
         host.cache_dir = None;
