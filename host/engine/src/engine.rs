@@ -114,7 +114,7 @@ impl LlamaRewardModel {
                 cfg.num_layers
             )));
         }
-        let ck = Checkpoint::open(dir, Device::Cpu, DType::F32)?;
+        let ck = Checkpoint::open(dir)?;
         let stored = ck.stored_dtype("model.layers.0.self_attn.q_proj.weight").unwrap_or(DType::F32);
         let compute = compute(stored, &options)?;
         let plan = Self::plan_cpu(&cfg, &compute, &options)?;
@@ -330,16 +330,11 @@ impl LlamaRewardModel {
             return Ok(self.run_sequence(tokens, 0, &KvBlocks::empty(layers))?.0);
         };
         let block = cache.block();
-        let (mut done, mut blocks) = cache.lookup(tokens, layers);
+        let (done, mut blocks) = cache.lookup(tokens, layers);
         let aligned = tokens.len() / block * block;
-        let fresh = done < aligned;
-        while done < aligned {
-            let chunk = Chunk { tokens: &tokens[done..done + block], start: done, context: &blocks };
-            let out = self.model.forward(std::slice::from_ref(&chunk))?.pop();
-            blocks.extend(&out.ok_or_else(|| EngineError::Compute("forward returned nothing".into()))?.kv);
-            done += block;
-        }
-        if fresh {
+        if done < aligned {
+            // One KV block per cache block, so block i of every layer is cacheable on its own.
+            blocks = self.run_chunks(&tokens[done..aligned], done, &blocks, block)?.0;
             cache.insert(&tokens[..aligned], &blocks);
         }
         Ok(self.run_sequence(&tokens[aligned..], aligned, &blocks)?.0)
@@ -358,10 +353,21 @@ impl LlamaRewardModel {
         start: usize,
         context: &KvBlocks,
     ) -> Result<(KvBlocks, Option<candle_core::Tensor>)> {
+        self.run_chunks(tokens, start, context, self.options.chunk_tokens)
+    }
+
+    /// [`Self::run_sequence`] in chunks of `size` tokens (each chunk adds one KV block per layer).
+    fn run_chunks(
+        &self,
+        tokens: &[u32],
+        start: usize,
+        context: &KvBlocks,
+        size: usize,
+    ) -> Result<(KvBlocks, Option<candle_core::Tensor>)> {
         let mut blocks = context.clone();
         let mut last = None;
-        for (n, piece) in tokens.chunks(self.options.chunk_tokens).enumerate() {
-            let chunk = Chunk { tokens: piece, start: start + n * self.options.chunk_tokens, context: &blocks };
+        for (n, piece) in tokens.chunks(size).enumerate() {
+            let chunk = Chunk { tokens: piece, start: start + n * size, context: &blocks };
             let out = self.model.forward(std::slice::from_ref(&chunk))?.pop();
             let out = out.ok_or_else(|| EngineError::Compute("forward returned nothing".into()))?;
             blocks.extend(&out.kv);

@@ -1,7 +1,8 @@
 //! Safetensors checkpoints: one file or many through `model.safetensors.index.json`.
 //!
-//! Files are memory-mapped; tensors are converted to the compute dtype one at a time, so peak
-//! memory is the model in compute dtype, not twice that. Every lookup checks the tensor's
+//! Files are memory-mapped; tensors are read into host memory in the dtype asked for one at a
+//! time, and each one's file pages are released after it is read, so peak memory is the
+//! loaded model, not the model plus the file. Every lookup checks the tensor's
 //! presence, shape and dtype and names the file on failure. [`Checkpoint::row`] reads a single
 //! row of a matrix straight from the mapping — how only the reward row of `lm_head` is kept.
 
@@ -31,13 +32,21 @@ pub struct Checkpoint {
     maps: Vec<Mmap>,
     entries: BTreeMap<String, Entry>,
     files: Vec<PathBuf>,
-    device: Device,
-    dtype: DType,
 }
 
 impl std::fmt::Debug for Checkpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Checkpoint").field("files", &self.files).field("dtype", &self.dtype).finish_non_exhaustive()
+        f.debug_struct("Checkpoint").field("files", &self.files).finish_non_exhaustive()
+    }
+}
+
+/// The candle dtype of a stored dtype the engine reads.
+fn to_candle(d: StDtype) -> Option<DType> {
+    match d {
+        StDtype::F32 => Some(DType::F32),
+        StDtype::BF16 => Some(DType::BF16),
+        StDtype::F16 => Some(DType::F16),
+        _ => None,
     }
 }
 
@@ -77,11 +86,11 @@ fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 impl Checkpoint {
-    /// Maps every safetensors file of `dir`; tensors will be converted to `dtype` on `device`.
+    /// Maps every safetensors file of `dir`; tensors are read into host memory on demand.
     ///
     /// # Errors
     /// Missing index or shard files, unreadable or malformed safetensors headers.
-    pub fn open(dir: &Path, device: Device, dtype: DType) -> Result<Self> {
+    pub fn open(dir: &Path) -> Result<Self> {
         let files = checkpoint_files(dir)?;
         let mut maps = Vec::with_capacity(files.len());
         let mut entries = BTreeMap::new();
@@ -106,17 +115,7 @@ impl Checkpoint {
             }
             maps.push(map);
         }
-        Ok(Self { maps, entries, files, device, dtype })
-    }
-
-    /// Device tensors are loaded to.
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
-    /// Compute dtype.
-    pub fn dtype(&self) -> DType {
-        self.dtype
+        Ok(Self { maps, entries, files })
     }
 
     /// Whether the checkpoint has tensor `name`.
@@ -139,15 +138,10 @@ impl Checkpoint {
     }
 
     fn candle_dtype(e: &Entry, name: &str, file: &Path) -> Result<DType> {
-        match e.dtype {
-            StDtype::F32 => Ok(DType::F32),
-            StDtype::BF16 => Ok(DType::BF16),
-            StDtype::F16 => Ok(DType::F16),
-            other => Err(EngineError::Unsupported {
-                path: file.to_path_buf(),
-                message: format!("tensor `{name}` has dtype {other:?} (need F32, BF16 or F16)"),
-            }),
-        }
+        to_candle(e.dtype).ok_or_else(|| EngineError::Unsupported {
+            path: file.to_path_buf(),
+            message: format!("tensor `{name}` has dtype {:?} (need F32, BF16 or F16)", e.dtype),
+        })
     }
 
     /// Loads tensor `name`, checking its shape, in `dtype` (matmul weights may differ from
@@ -160,7 +154,7 @@ impl Checkpoint {
         let (e, file) = self.entry(name, shape)?;
         let stored = Self::candle_dtype(e, name, file)?;
         let bytes = &self.maps[e.file][e.start..e.end];
-        let t = Tensor::from_raw_buffer(bytes, stored, shape, &self.device)
+        let t = Tensor::from_raw_buffer(bytes, stored, shape, &Device::Cpu)
             .map_err(|err| bad(file, format!("tensor `{name}`: {err}")))?
             .to_dtype(dtype)?;
         self.release(e);
@@ -183,16 +177,11 @@ impl Checkpoint {
 
     /// The dtype tensor `name` is stored in, if present.
     pub fn stored_dtype(&self, name: &str) -> Option<DType> {
-        match self.entries.get(name)?.dtype {
-            StDtype::F32 => Some(DType::F32),
-            StDtype::BF16 => Some(DType::BF16),
-            StDtype::F16 => Some(DType::F16),
-            _ => None,
-        }
+        to_candle(self.entries.get(name)?.dtype)
     }
 
-    /// Loads row `row` of the 2-D tensor `name` (`[rows, cols]`) as `[1, cols]`, reading only
-    /// that row's bytes.
+    /// Loads row `row` of the 2-D tensor `name` (`[rows, cols]`) as `[1, cols]` in its stored
+    /// dtype, reading only that row's bytes.
     ///
     /// # Errors
     /// As [`Checkpoint::tensor_as`], plus a row out of range.
@@ -204,8 +193,7 @@ impl Checkpoint {
         }
         let width = cols * stored.size_in_bytes();
         let bytes = &self.maps[e.file][e.start + row * width..e.start + (row + 1) * width];
-        let t = Tensor::from_raw_buffer(bytes, stored, &[1, cols], &self.device)
-            .map_err(|err| bad(file, format!("tensor `{name}`: {err}")))?;
-        Ok(t.to_dtype(self.dtype)?)
+        Tensor::from_raw_buffer(bytes, stored, &[1, cols], &Device::Cpu)
+            .map_err(|err| bad(file, format!("tensor `{name}`: {err}")))
     }
 }

@@ -96,8 +96,6 @@ enum Backend {
 pub struct Compute {
     backend: Backend,
     device: Device,
-    weights: DType,
-    activations: DType,
     /// Rows the packed layouts are chosen for (the engine's chunk size).
     pack_rows: usize,
     info: ComputeInfo,
@@ -151,8 +149,6 @@ impl Compute {
                 },
                 backend: Backend::OneDnn(d),
                 device: Device::Cpu,
-                weights,
-                activations: DType::F32,
                 pack_rows,
             },
             None => Self::candle(Device::Cpu, weights, note),
@@ -178,8 +174,6 @@ impl Compute {
             },
             backend: Backend::Candle,
             device,
-            weights: dtype,
-            activations: dtype,
             pack_rows: 0,
         }
     }
@@ -189,19 +183,19 @@ impl Compute {
         &self.info
     }
 
-    /// Device of every tensor.
+    /// The device chosen at load (with a device map: the default for unplaced tensors).
     pub fn device(&self) -> &Device {
         &self.device
     }
 
     /// Dtype the checkpoint's matmul weights are loaded in.
     pub fn weights(&self) -> DType {
-        self.weights
+        self.info.weights
     }
 
     /// Dtype of activations (the residual stream, norms, attention).
     pub fn activations(&self) -> DType {
-        self.activations
+        self.info.activations
     }
 
     /// Turns `w` (`[out, in]`, in [`Compute::weights`]) into a Linear for this backend.
@@ -211,10 +205,10 @@ impl Compute {
     pub fn linear(&self, w: Tensor) -> Result<Linear> {
         let (n, k) = w.dims2()?;
         let kind = match &self.backend {
-            Backend::Candle => Kind::Candle(w.to_dtype(self.weights)?),
+            Backend::Candle => Kind::Candle(w.to_dtype(self.weights())?),
             Backend::OneDnn(d) => {
                 let rows = self.pack_rows;
-                let packed = match wt_of(self.weights) {
+                let packed = match wt_of(self.weights()) {
                     WeightType::Bf16 => d.pack(
                         &w.to_dtype(DType::BF16)?.flatten_all()?.to_vec1::<bf16>()?,
                         n,
@@ -230,7 +224,7 @@ impl Compute {
                 Kind::OneDnn(Box::new(packed))
             }
         };
-        Ok(Linear { kind, out: n, inp: k, activations: self.activations })
+        Ok(Linear { kind, out: n, inp: k, activations: self.activations() })
     }
 }
 
@@ -247,7 +241,7 @@ impl Compute {
         chunks: &[(usize, &[(Tensor, Tensor)])],
         g: Geometry,
     ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
-        if !(qkv.device().is_cpu() && self.activations == DType::F32) {
+        if !(qkv.device().is_cpu() && self.activations() == DType::F32) {
             return attention::layer(qkv, rope, chunks, g);
         }
         let qkv = qkv.contiguous()?;
@@ -278,7 +272,7 @@ impl Compute {
     /// # Errors
     /// A shape or backend failure.
     pub fn silu_mul(&self, gate_up: &Tensor, inter: usize) -> Result<Tensor> {
-        if !(gate_up.device().is_cpu() && self.activations == DType::F32) {
+        if !(gate_up.device().is_cpu() && self.activations() == DType::F32) {
             return Ok((candle_nn::ops::silu(&gate_up.narrow(1, 0, inter)?)? * gate_up.narrow(1, inter, inter)?)?);
         }
         let gate_up = gate_up.contiguous()?;
