@@ -4,9 +4,14 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn arbiter(args: &[&str], cache: &Path) -> Output {
+    arbiter_with_env(args, cache, &[])
+}
+
+fn arbiter_with_env(args: &[&str], cache: &Path, env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_arbiter"))
         .args(args)
         .env("ARBITER_CACHE_DIR", cache)
+        .envs(env.iter().copied())
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
         .output()
         .expect("run arbiter")
@@ -191,13 +196,7 @@ fn score_without_onednn_falls_back_to_candle_and_says_why() {
     let run = |extra: &[&str]| {
         let mut args = vec!["score", "--model", "tests/fixtures/tiny-llama-bf16", "--input", "examples/score.jsonl"];
         args.extend_from_slice(extra);
-        Command::new(env!("CARGO_BIN_EXE_arbiter"))
-            .args(&args)
-            .env("ARBITER_CACHE_DIR", dir.path())
-            .env("ARBITER_ONEDNN_LIB", "/nonexistent/libdnnl.so.2")
-            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
-            .output()
-            .expect("run arbiter")
+        arbiter_with_env(&args, dir.path(), &[("ARBITER_ONEDNN_LIB", "/nonexistent/libdnnl.so.2")])
     };
     let out = run(&[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

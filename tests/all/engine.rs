@@ -40,7 +40,7 @@ fn f32_on(backend: BackendChoice) -> EngineOptions {
 }
 
 /// Loads `name` with `options`, or `None` when it asks for oneDNN and oneDNN is absent.
-fn load_if_available(name: &str, options: EngineOptions) -> Option<LlamaRewardModel> {
+pub(crate) fn load_if_available(name: &str, options: EngineOptions) -> Option<LlamaRewardModel> {
     match LlamaRewardModel::load(&fixtures().join(name), options.clone()) {
         Ok(m) => Some(m),
         Err(e)

@@ -12,7 +12,7 @@
 use arbiter_engine::{BackendChoice, DtypeChoice, EngineOptions, LlamaRewardModel, Message};
 use serde_json::Value;
 
-use crate::engine::{fixtures, goldens};
+use crate::engine::{fixtures, goldens, load_if_available};
 
 fn bf16_goldens() -> Value {
     let text = std::fs::read_to_string(fixtures().join("goldens-bf16.json")).expect("goldens-bf16.json");
@@ -30,14 +30,7 @@ fn argmax(v: &[f32]) -> usize {
 
 fn check(name: &str, backend: BackendChoice) {
     let options = EngineOptions { dtype: DtypeChoice::Bf16, backend, ..EngineOptions::default() };
-    let model = match LlamaRewardModel::load(&fixtures().join(name), options) {
-        Ok(m) => m,
-        Err(e) if backend == BackendChoice::OneDnn && std::env::var("ARBITER_REQUIRE_ONEDNN").as_deref() != Ok("1") => {
-            eprintln!("skipping oneDNN bf16: {e}");
-            return;
-        }
-        Err(e) => panic!("load {name}: {e}"),
-    };
+    let Some(model) = load_if_available(name, options) else { return };
     let (g, gb) = (goldens(), bf16_goldens());
     let cases = g["fixtures"][name].as_array().expect("cases");
     let theirs = gb["fixtures"][name].as_array().expect("bf16 cases");
