@@ -32,7 +32,8 @@ impl EngineBackend {
     }
 }
 
-fn to_engine(conversation: &[Message]) -> Vec<arbiter_engine::Message> {
+/// The plugin host's messages as the engine's.
+pub fn to_engine(conversation: &[Message]) -> Vec<arbiter_engine::Message> {
     conversation.iter().map(|m| arbiter_engine::Message { role: m.role.clone(), content: m.content.clone() }).collect()
 }
 

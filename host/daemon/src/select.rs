@@ -34,6 +34,9 @@ pub enum SelectError {
         /// Why scoring failed.
         error: RewardError,
     },
+    /// The request was abandoned before the policy ran.
+    #[error("the request was abandoned")]
+    Cancelled,
 }
 
 /// Loads a plugin by bundled name or by path (anything with a `/` or a `.wasm`/`.wat` suffix).
@@ -81,6 +84,10 @@ impl RewardBackend for Recording {
 
     fn describe(&self) -> String {
         self.inner.describe()
+    }
+
+    fn cancelled(&self) -> bool {
+        self.inner.cancelled()
     }
 }
 
@@ -151,6 +158,10 @@ pub fn run<R: Borrow<Plugin>>(
         }
     }
 
+    // Rules and prescoring may have taken a while: an abandoned request stops here.
+    if reward.cancelled() {
+        return Err(SelectError::Cancelled);
+    }
     let recording = Arc::new(Recording { inner: reward, conversation: conversation.clone(), seen: Mutex::default() });
     let request = Request { conversation, candidates, params: policy_params, seed: input.seed };
     let (selection, stats) = policy.select(&request, recording.clone())?;

@@ -42,6 +42,21 @@ pub trait RewardModel: Send + Sync {
     fn prefix_cache_stats(&self) -> Option<PrefixCacheStats> {
         None
     }
+
+    /// The limits this model enforces, as configured: hosts report these and batch to them
+    /// rather than keeping copies that could disagree.
+    fn limits(&self) -> ModelLimits {
+        ModelLimits { max_input_tokens: None, max_batch_tokens: EngineOptions::default().max_batch_tokens }
+    }
+}
+
+/// What a model enforces ([`RewardModel::limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelLimits {
+    /// Longest scored sequence (conversation plus response) in tokens; `None`: unbounded.
+    pub max_input_tokens: Option<usize>,
+    /// Candidate tokens per packed batch: one engine step's worth of work.
+    pub max_batch_tokens: usize,
 }
 
 /// A request tokenized for batch scoring.

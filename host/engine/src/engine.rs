@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device};
 
-use crate::api::{EngineOptions, Prepared, RewardModel, ScoreStats};
+use crate::api::{EngineOptions, ModelLimits, Prepared, RewardModel, ScoreStats};
 use crate::compute::{Compute, ComputeInfo};
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result, bad};
@@ -421,5 +421,13 @@ impl RewardModel for LlamaRewardModel {
 
     fn prefix_cache_stats(&self) -> Option<PrefixCacheStats> {
         LlamaRewardModel::prefix_cache_stats(self)
+    }
+
+    fn limits(&self) -> ModelLimits {
+        let context = self.model.config().max_position_embeddings;
+        ModelLimits {
+            max_input_tokens: Some(self.options.max_input_tokens.map_or(context, |l| l.min(context))),
+            max_batch_tokens: self.options.max_batch_tokens,
+        }
     }
 }

@@ -26,7 +26,7 @@ mod template;
 mod text;
 mod weights;
 
-pub use api::{EngineOptions, Prepared, RewardModel, ScoreStats};
+pub use api::{EngineOptions, ModelLimits, Prepared, RewardModel, ScoreStats};
 pub use compute::{BackendChoice, Compute, ComputeInfo, DtypeChoice, Linear};
 pub use config::{Head, Llama3Scaling, ModelConfig};
 pub use engine::LlamaRewardModel;

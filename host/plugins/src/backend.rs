@@ -19,6 +19,8 @@ pub enum RewardErrorKind {
     Unavailable,
     /// The engine failed.
     Failed,
+    /// The request that the call serves was abandoned (its client went away).
+    Cancelled,
 }
 
 /// A scoring failure. Plugins receive only `message`.
@@ -52,6 +54,12 @@ pub trait RewardBackend: Send + Sync {
 
     /// Short label for logs and reports, e.g. the model directory.
     fn describe(&self) -> String;
+
+    /// True once the request this backend serves has been abandoned: the host then stops the
+    /// guest at its next host call or epoch tick instead of letting it run to its limits.
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// Backend for hosts without a reward model: scoring fails with a clear message.

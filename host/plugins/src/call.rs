@@ -41,6 +41,7 @@ pub(crate) fn new_store(engine: &Engine, limits: &Limits, reward: Arc<dyn Reward
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|ctx| {
         let state = ctx.data();
+        state.check_cancelled()?;
         if state.guest_time() >= state.limits.timeout {
             Err(wasmtime::Error::new(Abort::Timeout))
         } else {
@@ -75,6 +76,7 @@ pub(crate) fn classify(err: &wasmtime::Error, stats: &CallStats, limits: &Limits
             Abort::RewardQuota(m) => ErrorKind::RewardQuota(m.clone()),
             Abort::Denied(what) => ErrorKind::Denied(what.clone()),
             Abort::Exit => ErrorKind::Trap(with_stderr("the guest called wasi:cli/exit".into(), stats)),
+            Abort::Cancelled => ErrorKind::Cancelled,
         };
     }
     if let Some(pool) = err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {

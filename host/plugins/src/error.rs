@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::backend::RewardError;
 use crate::types::PolicyError;
 
 /// Identity of a plugin binary. Before `info()` has answered, `name` is the file stem and
@@ -95,6 +96,13 @@ pub enum ErrorKind {
     /// The guest returned something that breaks the output contract.
     #[error("returned invalid output: {0}")]
     InvalidOutput(String),
+    /// The guest gave up (policy error or trap) after a `reward` call failed: the host's
+    /// typed cause, so callers see the same error as for a failure outside the plugin.
+    #[error("a reward call failed: {0}")]
+    Reward(RewardError),
+    /// The request was abandoned while the guest ran (its client went away).
+    #[error("stopped: the request was abandoned")]
+    Cancelled,
 }
 
 impl ErrorKind {
@@ -118,17 +126,22 @@ impl ErrorKind {
             ErrorKind::Policy(PolicyError::Failed(_)) => "policy-failed",
             ErrorKind::Rule { .. } => "rule-failed",
             ErrorKind::InvalidOutput(_) => "invalid-output",
+            ErrorKind::Reward(_) => "reward-failed",
+            ErrorKind::Cancelled => "cancelled",
         }
     }
 
     /// True when the guest, not the caller or the host, is at fault: the plugin broke a limit
     /// or the output contract. Not plugin faults: bad params, no candidates, oversize input
-    /// (the caller's) and a full instance pool (the host's load).
+    /// (the caller's), a full instance pool (the host's load), a failed reward call (the
+    /// engine's or the caller's) and an abandoned request.
     pub fn is_plugin_fault(&self) -> bool {
         !matches!(
             self,
             ErrorKind::InputTooLarge(_)
                 | ErrorKind::Busy(_)
+                | ErrorKind::Reward(_)
+                | ErrorKind::Cancelled
                 | ErrorKind::Policy(PolicyError::InvalidParams(_) | PolicyError::NoCandidates)
         )
     }

@@ -162,8 +162,10 @@ impl Plugin {
         let outcome =
             pre.instantiate(&mut store).and_then(|p| p.arbiter_policy_selector().call_select(&mut store, &wit_req));
         let stats = call::finish(&mut store);
-        let answer = outcome.map_err(|e| self.error(call::classify(&e, &stats, &self.limits, self.stack_cap())))?;
-        let selection = answer.map_err(|e| self.error(ErrorKind::Policy(e.into())))?;
+        let reward_failure = store.data_mut().reward_failure.take();
+        let answer = outcome.map_err(|e| self.error(call::classify(&e, &stats, &self.limits, self.stack_cap())));
+        let selection = answer.and_then(|a| a.map_err(|e| self.error(ErrorKind::Policy(e.into()))));
+        let selection = selection.map_err(|e| blame_reward(e, reward_failure))?;
         let selection = validate::selection(selection.into(), req.candidates.len(), &self.limits)
             .map_err(|m| self.error(ErrorKind::InvalidOutput(m)))?;
         Ok((selection, stats))
@@ -212,5 +214,17 @@ impl Plugin {
 
     fn stack_cap(&self) -> usize {
         self.shared.config.max_wasm_stack
+    }
+}
+
+/// A guest that failed (its own error, or a trap) after a `reward` call failed is reported by
+/// that call's typed cause: a full queue or an over-long input is the same error whether the
+/// host prescored or a lazy policy asked. Limits the guest broke and bad params stay its own.
+fn blame_reward(e: PluginError, reward_failure: Option<crate::backend::RewardError>) -> PluginError {
+    match (reward_failure, &e.kind) {
+        (Some(cause), ErrorKind::Policy(crate::types::PolicyError::Failed(_)) | ErrorKind::Trap(_)) => {
+            PluginError { plugin: e.plugin, kind: ErrorKind::Reward(cause) }
+        }
+        _ => e,
     }
 }

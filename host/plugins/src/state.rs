@@ -29,6 +29,8 @@ pub(crate) enum Abort {
     Denied(String),
     #[error("guest called exit")]
     Exit,
+    #[error("the request was abandoned")]
+    Cancelled,
 }
 
 /// Memory accounting for the guest's linear memories and tables.
@@ -141,6 +143,10 @@ pub(crate) struct CallState {
     /// callback charges the guest only for the difference.
     pub(crate) started: Instant,
     pub(crate) host_time: Duration,
+    /// The last failure the reward backend reported to the guest. A guest that gives up
+    /// after it (a policy error, a trap) failed because of it, and the host reports this
+    /// typed cause instead of the guest's own words (see `Plugin::select`).
+    pub(crate) reward_failure: Option<crate::backend::RewardError>,
 }
 
 impl CallState {
@@ -154,8 +160,14 @@ impl CallState {
             reward_bytes: 0,
             started: Instant::now(),
             host_time: Duration::ZERO,
+            reward_failure: None,
             limits,
         }
+    }
+
+    /// Stops the guest (at a host call or epoch tick) once its request was abandoned.
+    pub(crate) fn check_cancelled(&self) -> wasmtime::Result<()> {
+        if self.reward.cancelled() { Err(wasmtime::Error::new(Abort::Cancelled)) } else { Ok(()) }
     }
 
     /// Guest-only wall time so far.
@@ -199,10 +211,17 @@ impl wit_reward::Host for CallState {
         let text_bytes: usize = conversation.iter().map(|m| m.role.len() + m.content.len()).sum::<usize>()
             + responses.iter().map(String::len).sum::<usize>();
         self.charge_reward(responses.len() as u64, text_bytes as u64)?;
+        self.check_cancelled()?;
         let conversation: Vec<Message> = conversation.into_iter().map(Into::into).collect();
         let started = Instant::now();
-        let result = self.reward.score(&conversation, &responses).map_err(|e| e.message);
+        let result = self.reward.score(&conversation, &responses);
         self.host_time += started.elapsed();
+        self.check_cancelled()?;
+        let result = result.map_err(|e| {
+            let message = e.message.clone();
+            self.reward_failure = Some(e);
+            message
+        });
         Ok(match result {
             Ok(scores) if scores.len() != responses.len() => {
                 Err(format!("reward backend returned {} scores for {} responses", scores.len(), responses.len()))
@@ -214,6 +233,7 @@ impl wit_reward::Host for CallState {
     fn count_tokens(&mut self, text: String) -> wasmtime::Result<u32> {
         // At least one byte per call, so a loop of empty calls still drains the quota.
         self.charge_reward(0, text.len().max(1) as u64)?;
+        self.check_cancelled()?;
         let started = Instant::now();
         let n = self.reward.count_tokens(&text);
         self.host_time += started.elapsed();

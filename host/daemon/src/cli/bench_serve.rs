@@ -32,9 +32,8 @@ pub fn serve(clients: usize, seconds: u64) -> Result<()> {
         model_label: demo::DEMO_LABEL.into(),
         plugins_dir: Some(plugins.path().to_path_buf()),
         max_concurrent_requests: clients.max(1) * 2,
-        max_batch_tokens: 4096,
+        max_queued_jobs: 0,
         max_candidates: 256,
-        max_input_tokens: None,
         max_body_bytes: 1 << 20,
         api_key: None,
         // No compile cache: every reload below compiles for real.

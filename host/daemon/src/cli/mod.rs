@@ -69,10 +69,12 @@ struct EngineArgs {
     /// Vocabulary id whose logit is the reward (LlamaForCausalLM checkpoints).
     #[arg(long, env = "ARBITER_REWARD_TOKEN", default_value_t = 0, value_name = "ID")]
     reward_token: u32,
-    /// Refuse conversations longer than this many tokens (default: the model's context).
+    /// Refuse conversations (with the response) longer than this many tokens, with 413 in the
+    /// daemon (default and upper bound: the model's context).
     #[arg(long, env = "ARBITER_MAX_INPUT_TOKENS", value_name = "N")]
     max_input_tokens: Option<usize>,
-    /// Candidate tokens per packed batch.
+    /// Tokens per engine batch: candidates are packed into batches of this many tokens, and the
+    /// daemon groups queued requests into engine batches of the same budget.
     #[arg(long, env = "ARBITER_MAX_BATCH_TOKENS", default_value_t = 4096, value_name = "N")]
     max_batch_tokens: usize,
     /// Compute every full sequence separately instead of sharing the common prefix.

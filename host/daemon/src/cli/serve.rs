@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Requests served at once; more are refused with 429 immediately.
     #[arg(long, env = "ARBITER_MAX_CONCURRENT_REQUESTS", default_value_t = 64)]
     max_concurrent_requests: usize,
+    /// Engine jobs (one per scoring call) that may wait for the engine; more are refused
+    /// with 429 at once. 0: four per concurrent request, at least 16.
+    #[arg(long, env = "ARBITER_MAX_QUEUED_JOBS", default_value_t = 0, value_name = "N")]
+    max_queued_jobs: usize,
     /// Most candidates per request.
     #[arg(long, env = "ARBITER_MAX_CANDIDATES", default_value_t = 256)]
     max_candidates: usize,
@@ -92,9 +96,8 @@ pub fn run(global: &Global, args: ServeArgs) -> Result<()> {
         model_label: label,
         plugins_dir: args.plugins.clone(),
         max_concurrent_requests: args.max_concurrent_requests.max(1),
-        max_batch_tokens: args.engine.max_batch_tokens,
+        max_queued_jobs: args.max_queued_jobs,
         max_candidates: args.max_candidates,
-        max_input_tokens: args.engine.max_input_tokens,
         max_body_bytes: args.max_body_bytes,
         api_key: args.api_key.clone(),
         host,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use arbiter_plugins::{LogLine, Message as PluginMessage, RewardBackend, RewardError, RewardErrorKind};
+use arbiter_plugins::LogLine;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::AppState;
-use super::engine_thread::{EngineHandle, ScoreError};
+use super::engine_thread::Cancel;
 use super::error::ApiError;
 use crate::input::SelectInput;
 use crate::select;
@@ -57,6 +57,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route = req.uri().path().to_owned();
     let started = Instant::now();
+    let abandoned = Abandoned { state: Some(state.clone()), route: route_label(&route), started };
     let response = match &state.config.api_key {
         Some(key) if route.starts_with("/v1/") => {
             let ok = req
@@ -74,25 +75,50 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         }
         _ => next.run(req).await,
     };
-    let status = response.status().as_u16().to_string();
-    let route_label = if matches!(
-        route.as_str(),
-        "/v1/score"
-            | "/v1/select"
-            | "/v1/policies"
-            | "/v1/chat/completions"
-            | "/health"
-            | "/info"
-            | "/metrics"
-            | "/openapi.json"
-    ) {
-        route.as_str()
-    } else {
-        "other"
-    };
-    state.metrics.requests.inc(&[route_label, &status]);
-    state.metrics.latency.observe(route_label, started.elapsed().as_secs_f64());
+    abandoned.completed(response.status().as_u16());
     response
+}
+
+/// Routes get their own metric label; anything else is `other` (bounded label set).
+fn route_label(path: &str) -> &'static str {
+    const ROUTES: [&str; 8] = [
+        "/v1/score",
+        "/v1/select",
+        "/v1/policies",
+        "/v1/chat/completions",
+        "/health",
+        "/info",
+        "/metrics",
+        "/openapi.json",
+    ];
+    ROUTES.into_iter().find(|r| *r == path).unwrap_or("other")
+}
+
+/// Records a request in the metrics once: with its status when it completes, or as 499 when
+/// its future is dropped first (the client went away), so abandoned requests are counted.
+struct Abandoned {
+    state: Option<Arc<AppState>>,
+    route: &'static str,
+    started: Instant,
+}
+
+impl Abandoned {
+    fn completed(mut self, status: u16) {
+        self.record(status);
+    }
+
+    fn record(&mut self, status: u16) {
+        if let Some(state) = self.state.take() {
+            state.metrics.requests.inc(&[self.route, &status.to_string()]);
+            state.metrics.latency.observe(self.route, self.started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        self.record(499);
+    }
 }
 
 fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
@@ -173,31 +199,6 @@ async fn score(
     })))
 }
 
-/// `RewardBackend` for plugins and the pipeline: the engine queue, from a blocking thread.
-struct QueueBackend(EngineHandle);
-
-impl RewardBackend for QueueBackend {
-    fn score(&self, conversation: &[PluginMessage], responses: &[String]) -> Result<Vec<f32>, RewardError> {
-        let conv: Vec<arbiter_engine::Message> = conversation
-            .iter()
-            .map(|m| arbiter_engine::Message { role: m.role.clone(), content: m.content.clone() })
-            .collect();
-        self.0.score_blocking(&conv, responses).map_err(|e| match &e {
-            ScoreError::QueueFull(_) => RewardError::new(RewardErrorKind::Overloaded, e.to_string()),
-            ScoreError::Input(engine) => crate::reward::reward_error(engine),
-            ScoreError::Engine(_) => RewardError::new(RewardErrorKind::Failed, e.to_string()),
-        })
-    }
-
-    fn count_tokens(&self, text: &str) -> u32 {
-        self.0.model().count_tokens(text).unwrap_or(0)
-    }
-
-    fn describe(&self) -> String {
-        self.0.model().describe()
-    }
-}
-
 async fn select_route(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -235,13 +236,18 @@ async fn select_route(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let _permit = admit(&state)?;
-    let backend = Arc::new(QueueBackend(state.engine.clone()));
+    // If the client goes away, hyper drops this future: the guard then abandons the request,
+    // so its queued engine jobs are dropped and its plugin stops at the next host call or tick.
+    let cancel = Cancel::default();
+    let abandon = cancel.on_drop();
+    let backend = Arc::new(state.engine.backend(cancel));
     let worker_state = state.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let result = select::run(&policy, &rules, &input, backend);
         let label = match &result {
             Ok(_) => "ok".to_owned(),
             Err(crate::select::SelectError::Plugin(p)) => p.kind.label().to_owned(),
+            Err(crate::select::SelectError::Cancelled) => "cancelled".to_owned(),
             Err(_) => "input".to_owned(),
         };
         worker_state.metrics.plugin_calls.inc(&[&policy.id().name, &label]);
@@ -249,6 +255,7 @@ async fn select_route(
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("selection task failed: {e}")))?;
+    abandon.disarm();
     let outcome = outcome?;
     let logs: Vec<Value> = outcome
         .logs
@@ -337,16 +344,20 @@ async fn health(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiEr
     Ok(Json(json!({"status": "ok"})))
 }
 
+/// The effective settings: limits come from the model that enforces them, not from a copy.
 async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let limits = state.engine.model().limits();
     Json(json!({
         "name": "arbiter",
         "version": env!("CARGO_PKG_VERSION"),
         "model": state.model_label,
         "engine": state.config.model.describe(),
         "max_concurrent_requests": state.config.max_concurrent_requests,
-        "max_batch_tokens": state.config.max_batch_tokens,
+        "max_queued_jobs": state.engine.capacity(),
+        "max_batch_tokens": limits.max_batch_tokens,
         "max_candidates": state.config.max_candidates,
-        "max_input_tokens": state.config.max_input_tokens,
+        "max_input_tokens": limits.max_input_tokens,
+        "max_body_bytes": state.config.max_body_bytes,
         "policies": state.registry.entries().len(),
     }))
 }

@@ -1,12 +1,11 @@
 //! The API's one error shape, `{"error": "...", "type": "..."}`, and the one place where
 //! errors become HTTP statuses.
 
-use arbiter_plugins::{ErrorKind, PluginError, PolicyError, RewardErrorKind};
+use arbiter_plugins::{ErrorKind, PluginError, PolicyError, RewardError, RewardErrorKind};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::engine_thread::ScoreError;
 use crate::select::SelectError;
 
 /// An API error.
@@ -40,12 +39,19 @@ impl IntoResponse for ApiError {
 
 /// Status mapping for plugin errors: the caller's faults are 4xx; a plugin that breaks a limit
 /// or its output contract is 502 (a component behind the API misbehaved), typed by the kind.
+/// A plugin that failed because its `reward` call failed gets that call's status, exactly as
+/// the same failure during prescoring does.
 impl From<PluginError> for ApiError {
     fn from(e: PluginError) -> Self {
+        if let ErrorKind::Reward(cause) = &e.kind {
+            let (status, kind) = reward_status(cause.kind);
+            return ApiError::new(status, kind, e.to_string());
+        }
         let status = match &e.kind {
             ErrorKind::Policy(PolicyError::InvalidParams(_) | PolicyError::NoCandidates) => StatusCode::BAD_REQUEST,
             ErrorKind::InputTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Cancelled => client_closed(),
             _ => StatusCode::BAD_GATEWAY,
         };
         let prefix = if e.kind.is_plugin_fault() { "plugin_" } else { "" };
@@ -53,40 +59,40 @@ impl From<PluginError> for ApiError {
     }
 }
 
-impl From<SelectError> for ApiError {
-    fn from(e: SelectError) -> Self {
-        let scoring = match &e {
-            SelectError::Input(_) | SelectError::Plugin(_) => None,
-            SelectError::Scoring { error, .. } => Some(error.kind),
-        };
-        match (e, scoring) {
-            (SelectError::Input(m), _) => ApiError::bad_request(m),
-            (SelectError::Plugin(p), _) => p.into(),
-            (e, Some(kind)) => {
-                let (status, label) = match kind {
-                    RewardErrorKind::TooLong => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_tokens"),
-                    RewardErrorKind::BadInput | RewardErrorKind::Unavailable => {
-                        (StatusCode::BAD_REQUEST, "invalid_request")
-                    }
-                    RewardErrorKind::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
-                    RewardErrorKind::Failed => (StatusCode::INTERNAL_SERVER_ERROR, "engine_error"),
-                };
-                ApiError::new(status, label, e.to_string())
-            }
-            (e, None) => ApiError::bad_request(e.to_string()),
-        }
+/// nginx's 499: recorded in metrics for abandoned requests; no client reads it.
+fn client_closed() -> StatusCode {
+    StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
+/// The one mapping of scoring failures to statuses, whoever asked for the scores.
+fn reward_status(kind: RewardErrorKind) -> (StatusCode, &'static str) {
+    match kind {
+        RewardErrorKind::TooLong => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_tokens"),
+        RewardErrorKind::BadInput => (StatusCode::BAD_REQUEST, "invalid_request"),
+        RewardErrorKind::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
+        RewardErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        RewardErrorKind::Failed => (StatusCode::INTERNAL_SERVER_ERROR, "engine_error"),
+        RewardErrorKind::Cancelled => (client_closed(), "cancelled"),
     }
 }
 
-impl From<ScoreError> for ApiError {
-    fn from(e: ScoreError) -> Self {
-        match &e {
-            ScoreError::QueueFull(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", e.to_string()),
-            ScoreError::Input(arbiter_engine::EngineError::TooLong { .. }) => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_tokens", e.to_string())
+impl From<RewardError> for ApiError {
+    fn from(e: RewardError) -> Self {
+        let (status, kind) = reward_status(e.kind);
+        ApiError::new(status, kind, e.message)
+    }
+}
+
+impl From<SelectError> for ApiError {
+    fn from(e: SelectError) -> Self {
+        match e {
+            SelectError::Input(m) => ApiError::bad_request(m),
+            SelectError::Plugin(p) => p.into(),
+            SelectError::Scoring { ref error, .. } => {
+                let (status, kind) = reward_status(error.kind);
+                ApiError::new(status, kind, e.to_string())
             }
-            ScoreError::Input(_) => ApiError::bad_request(e.to_string()),
-            ScoreError::Engine(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "engine_error", e.to_string()),
+            SelectError::Cancelled => ApiError::new(client_closed(), "cancelled", e.to_string()),
         }
     }
 }

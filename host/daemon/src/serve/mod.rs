@@ -42,12 +42,11 @@ pub struct ServeConfig {
     pub plugins_dir: Option<PathBuf>,
     /// Requests served at once; more get 429 immediately.
     pub max_concurrent_requests: usize,
-    /// Token budget of one engine batch.
-    pub max_batch_tokens: usize,
+    /// Engine jobs that may wait in the queue; more are refused with 429 at once.
+    /// 0: four per concurrent request, at least 16.
+    pub max_queued_jobs: usize,
     /// Most candidates per request.
     pub max_candidates: usize,
-    /// Longest conversation, in tokens (enforced by the engine).
-    pub max_input_tokens: Option<usize>,
     /// Largest request body.
     pub max_body_bytes: usize,
     /// Bearer key required on `/v1/*`, if set.
@@ -102,9 +101,12 @@ pub async fn run(
         Some(dir) => Some(watch::start(dir, registry.clone()).with_context(|| format!("watching {}", dir.display()))?),
         None => None,
     };
-    let queue = config.max_concurrent_requests.saturating_mul(4).max(16);
-    let engine = EngineHandle::start(config.model.clone(), queue, config.max_batch_tokens, metrics.clone())
-        .context("starting the engine threads")?;
+    let queue = match config.max_queued_jobs {
+        0 => config.max_concurrent_requests.saturating_mul(4).max(16),
+        n => n,
+    };
+    let engine =
+        EngineHandle::start(config.model.clone(), queue, metrics.clone()).context("starting the engine threads")?;
     let state = Arc::new(AppState {
         model_label: config.model_label.clone(),
         admission: Arc::new(Semaphore::new(config.max_concurrent_requests)),

@@ -1,125 +1,18 @@
 //! End-to-end tests of `arbiter serve` over real HTTP on 127.0.0.1:0.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use arbiter::serve::{ServeConfig, run};
-use arbiter_engine::{FakeRewardModel, Message, Prepared, RewardModel};
-use arbiter_plugins::{HostConfig, Limits};
 use serde_json::{Value, json};
 
+use self::harness::{Server, TestModel, conversation, get, http, post};
 use crate::support::{component, policy_wat};
 
-/// The engine's fake model, slowed down per batch by `delay`, and failing its computation
-/// while `broken` is set.
-#[derive(Default)]
-struct TestModel {
-    delay: Duration,
-    broken: Arc<AtomicBool>,
-}
-
-fn slow(delay: Duration) -> TestModel {
-    TestModel { delay, ..TestModel::default() }
-}
-
-impl RewardModel for TestModel {
-    fn score(&self, c: &[Message], r: &[String]) -> arbiter_engine::Result<Vec<f32>> {
-        std::thread::sleep(self.delay);
-        FakeRewardModel.score(c, r)
-    }
-    fn count_tokens(&self, t: &str) -> arbiter_engine::Result<u32> {
-        FakeRewardModel.count_tokens(t)
-    }
-    fn describe(&self) -> String {
-        "test model".into()
-    }
-    fn prepare(&self, c: &[Message], r: &[String]) -> arbiter_engine::Result<Prepared> {
-        FakeRewardModel.prepare(c, r)
-    }
-    fn score_prepared(&self, reqs: &[Prepared]) -> Vec<arbiter_engine::Result<Vec<f32>>> {
-        std::thread::sleep(self.delay);
-        if self.broken.load(Ordering::SeqCst) {
-            return reqs.iter().map(|_| Err(arbiter_engine::EngineError::Compute("device lost".into()))).collect();
-        }
-        FakeRewardModel.score_prepared(reqs)
-    }
-}
-
-struct Server {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
-    _cache: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(delay: Duration, plugins: Option<&Path>, adjust: impl FnOnce(&mut ServeConfig)) -> Server {
-        let cache = tempfile::tempdir().expect("cache dir");
-        let mut config = ServeConfig {
-            model: Arc::new(slow(delay)),
-            model_label: "fake".into(),
-            plugins_dir: plugins.map(Path::to_path_buf),
-            max_concurrent_requests: 64,
-            max_batch_tokens: 4096,
-            max_candidates: 8,
-            max_input_tokens: None,
-            max_body_bytes: 64 << 10,
-            api_key: None,
-            host: HostConfig { cache_dir: Some(cache.path().to_path_buf()), ..HostConfig::default() },
-            limits: Limits { fuel: 20_000_000, ..Limits::default() },
-            drain_timeout: Duration::from_secs(10),
-        };
-        adjust(&mut config);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                addr_tx.send(listener.local_addr()?).ok();
-                run(config, listener, async move {
-                    let _ = stopped.await;
-                })
-                .await
-            })
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(60)).expect("server starts");
-        // The listener is bound before plugins finish loading; wait until it answers.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while get(addr, "/info").0 != 200 {
-            assert!(Instant::now() < deadline, "server never became ready");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server { addr, stop: Some(stop), thread: Some(thread), _cache: cache }
-    }
-
-    fn shutdown(mut self) -> anyhow::Result<()> {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        self.thread.take().map(|t| t.join().expect("server thread")).unwrap_or(Ok(()))
-    }
-}
-
-fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    arbiter::serve::client::request(addr, method, path, body)
-}
-
-fn post(addr: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
-    let (status, text) = http(addr, "POST", path, Some(&body.to_string()));
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    http(addr, "GET", path, None)
-}
-
-fn conversation() -> Value {
-    json!([{"role": "user", "content": "question"}])
-}
+mod harness;
+mod lazy;
 
 #[test]
 fn every_route_happy_path() {
@@ -189,7 +82,7 @@ fn every_route_happy_path() {
 
 #[test]
 fn bad_input_gets_a_4xx_naming_the_problem() {
-    let server = Server::start(Duration::ZERO, None, |c| c.max_input_tokens = Some(10));
+    let server = Server::start(Duration::ZERO, None, |_| {});
     let a = server.addr;
     let (s, t) = http(a, "POST", "/v1/score", Some("{not json"));
     assert_eq!(s, 400, "{t}");

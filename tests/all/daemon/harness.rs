@@ -1,0 +1,130 @@
+//! The daemon test harness: an in-process `arbiter serve` on 127.0.0.1:0 over a scripted
+//! model, and a blocking HTTP client.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use arbiter::serve::{ServeConfig, run};
+use arbiter_engine::{EngineError, FakeRewardModel, Message, Prepared, RewardModel};
+use arbiter_plugins::{HostConfig, Limits};
+use serde_json::{Value, json};
+
+/// The engine's fake model, slowed down per batch by `delay`, failing its computation while
+/// `broken` is set, refusing any response containing `TOOLONG` as over the length limit, and
+/// counting the engine batches it ran.
+#[derive(Default)]
+pub struct TestModel {
+    pub delay: Duration,
+    pub broken: Arc<AtomicBool>,
+    pub batches: Arc<AtomicUsize>,
+}
+
+pub fn slow(delay: Duration) -> TestModel {
+    TestModel { delay, ..TestModel::default() }
+}
+
+impl RewardModel for TestModel {
+    fn score(&self, c: &[Message], r: &[String]) -> arbiter_engine::Result<Vec<f32>> {
+        std::thread::sleep(self.delay);
+        FakeRewardModel.score(c, r)
+    }
+    fn count_tokens(&self, t: &str) -> arbiter_engine::Result<u32> {
+        FakeRewardModel.count_tokens(t)
+    }
+    fn describe(&self) -> String {
+        "test model".into()
+    }
+    fn prepare(&self, c: &[Message], r: &[String]) -> arbiter_engine::Result<Prepared> {
+        if r.iter().any(|r| r.contains("TOOLONG")) {
+            return Err(EngineError::TooLong {
+                tokens: 9999,
+                limit: 100,
+                limit_name: "configured limit (max_input_tokens)",
+            });
+        }
+        FakeRewardModel.prepare(c, r)
+    }
+    fn score_prepared(&self, reqs: &[Prepared]) -> Vec<arbiter_engine::Result<Vec<f32>>> {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(self.delay);
+        if self.broken.load(Ordering::SeqCst) {
+            return reqs.iter().map(|_| Err(arbiter_engine::EngineError::Compute("device lost".into()))).collect();
+        }
+        FakeRewardModel.score_prepared(reqs)
+    }
+}
+
+pub struct Server {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    _cache: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start(delay: Duration, plugins: Option<&Path>, adjust: impl FnOnce(&mut ServeConfig)) -> Server {
+        let cache = tempfile::tempdir().expect("cache dir");
+        let mut config = ServeConfig {
+            model: Arc::new(slow(delay)),
+            model_label: "fake".into(),
+            plugins_dir: plugins.map(Path::to_path_buf),
+            max_concurrent_requests: 64,
+            max_queued_jobs: 0,
+            max_candidates: 8,
+            max_body_bytes: 64 << 10,
+            api_key: None,
+            host: HostConfig { cache_dir: Some(cache.path().to_path_buf()), ..HostConfig::default() },
+            limits: Limits { fuel: 20_000_000, ..Limits::default() },
+            drain_timeout: Duration::from_secs(10),
+        };
+        adjust(&mut config);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                addr_tx.send(listener.local_addr()?).ok();
+                run(config, listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+            })
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(60)).expect("server starts");
+        // The listener is bound before plugins finish loading; wait until it answers.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while get(addr, "/info").0 != 200 {
+            assert!(Instant::now() < deadline, "server never became ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server { addr, stop: Some(stop), thread: Some(thread), _cache: cache }
+    }
+
+    pub fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.thread.take().map(|t| t.join().expect("server thread")).unwrap_or(Ok(()))
+    }
+}
+
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    arbiter::serve::client::request(addr, method, path, body)
+}
+
+pub fn post(addr: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
+    let (status, text) = http(addr, "POST", path, Some(&body.to_string()));
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http(addr, "GET", path, None)
+}
+
+pub fn conversation() -> Value {
+    json!([{"role": "user", "content": "question"}])
+}
