@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (cargo package, world, bundled?) of each plugin; the package name is the plugin name.
-/// Unbundled ones are test fixtures, embedded under `bundled::fixture` only.
+/// Unbundled ones are test fixtures: built, never embedded; tests read them from the directory
+/// in `ARBITER_TEST_PLUGINS` (set for this package's targets at compile time).
 const PLUGINS: [(&str, &str, bool); 6] = [
     ("argmax", "policy", true),
     ("threshold", "policy", true),
@@ -36,20 +37,19 @@ fn main() {
     }
 
     let mut bundled = String::new();
-    let mut fixtures = String::new();
     for (package, _, is_bundled) in PLUGINS {
         let artifact = target_dir.join("wasm32-wasip2/release").join(format!("{}.wasm", package.replace('-', "_")));
         let embedded = out_dir.join(format!("{package}.wasm"));
         std::fs::copy(&artifact, &embedded)
             .unwrap_or_else(|e| panic!("bundled plugin {} missing after build: {e}", artifact.display()));
-        let entry = format!("    ({package:?}, include_bytes!({:?})),\n", embedded.display().to_string());
-        if is_bundled { bundled.push_str(&entry) } else { fixtures.push_str(&entry) }
+        if is_bundled {
+            bundled.push_str(&format!("    ({package:?}, include_bytes!({:?})),\n", embedded.display().to_string()));
+        }
     }
+    println!("cargo:rustc-env=ARBITER_TEST_PLUGINS={}", out_dir.display());
     let generated = format!(
         "/// `(name, wasm bytes)` of every bundled plugin, built by build.rs.\n\
-         pub const BUNDLED: &[(&str, &[u8])] = &[\n{bundled}];\n\
-         /// `(name, wasm bytes)` of the test-fixture plugins (not offered to users).\n\
-         pub const FIXTURES: &[(&str, &[u8])] = &[\n{fixtures}];\n"
+         pub const BUNDLED: &[(&str, &[u8])] = &[\n{bundled}];\n"
     );
     std::fs::write(out_dir.join("bundled.rs"), generated).expect("write bundled.rs");
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use arbiter::input::SelectInput;
-use arbiter_plugins::{Candidate, ErrorKind, NoModel, PolicyError, Request, Selection};
+use arbiter_plugins::{Candidate, ErrorKind, NoModel, PolicyError, Request, RewardErrorKind, Selection};
 
 use crate::support::{self, fake, scored, with_params};
 
@@ -197,7 +197,11 @@ fn early_exit_names_bad_params_and_reports_a_missing_model() {
     let (host, _d) = support::host();
     let plugin = support::bundled(&host, "early-exit");
     let err = plugin.select(&with_params(req, &[("min", "1")]), Arc::new(NoModel)).expect_err("no model");
-    assert!(matches!(&err.kind, ErrorKind::Policy(PolicyError::Failed(m)) if m.contains("no reward model")), "{err}");
+    // The policy gave up because its reward call failed: the host reports that typed cause.
+    assert!(
+        matches!(&err.kind, ErrorKind::Reward(e) if e.kind == RewardErrorKind::Unavailable && e.message.contains("no reward model")),
+        "{err}"
+    );
 }
 
 #[test]

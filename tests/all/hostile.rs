@@ -293,10 +293,7 @@ fn a_full_instance_pool_is_busy_not_a_crash() {
     req.candidates =
         vec![arbiter_plugins::Candidate { index: 0, text: "x".into(), tokens: 1, score: None, features: vec![] }];
     let err = early.select(&req, Arc::new(Reentrant(argmax))).expect_err("nested call finds no slot");
-    assert!(
-        matches!(&err.kind, ErrorKind::Policy(arbiter_plugins::PolicyError::Failed(m)) if m.starts_with("busy:")),
-        "{err}"
-    );
+    assert!(matches!(&err.kind, ErrorKind::Reward(e) if e.message.starts_with("busy:")), "{err}");
     // Once the outer call is over its slot is free again.
     let argmax = support::bundled(&host, "argmax");
     argmax.select(&hostile_and_benign().1, Arc::new(NoModel)).expect("slot reused");

@@ -8,8 +8,10 @@ use arbiter_plugins::{ErrorKind, Limits, LogLevel, NoModel, Plugin, PluginHost, 
 use crate::support::{self, scored, with_params};
 
 fn probe(host: &PluginHost) -> Plugin {
-    let bytes = arbiter::bundled::fixture("sandbox-probe").expect("fixture is built");
-    host.load("sandbox-probe", bytes, Limits::default()).expect("probe loads")
+    // Built by the daemon's build script beside the bundled plugins, but not embedded.
+    let path = concat!(env!("ARBITER_TEST_PLUGINS"), "/sandbox-probe.wasm");
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    host.load("sandbox-probe", &bytes, Limits::default()).expect("probe loads")
 }
 
 fn run(plugin: &Plugin, what: &str) -> Result<(Selection, arbiter_plugins::CallStats), ErrorKind> {

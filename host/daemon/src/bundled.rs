@@ -12,10 +12,3 @@ pub fn get(name: &str) -> Option<&'static [u8]> {
 pub fn names() -> impl Iterator<Item = &'static str> {
     BUNDLED.iter().map(|(n, _)| *n)
 }
-
-/// Wasm bytes of a test-fixture plugin (e.g. `sandbox-probe`); never listed or resolvable by
-/// name from the CLI.
-#[doc(hidden)]
-pub fn fixture(name: &str) -> Option<&'static [u8]> {
-    FIXTURES.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
-}

@@ -13,11 +13,14 @@
 //! Synchronous by design: no async runtime, no wasmtime. Callers run it on their own thread.
 
 mod api;
+pub mod bench;
 mod compute;
 mod config;
+pub mod demo;
 mod engine;
 mod error;
 mod fake;
+mod gpus;
 mod model;
 mod plan;
 mod prefix_cache;

@@ -12,6 +12,10 @@ use arbiter_engine::{EngineError, FakeRewardModel, Message, Prepared, RewardMode
 use arbiter_plugins::{HostConfig, Limits};
 use serde_json::{Value, json};
 
+/// The binary's own loopback client, compiled in here rather than exported by the library.
+#[path = "../../../host/daemon/src/cli/http.rs"]
+mod client;
+
 /// The engine's fake model, slowed down per batch by `delay`, failing its computation while
 /// `broken` is set, refusing any response containing `TOOLONG` as over the length limit, and
 /// counting the engine batches it ran.
@@ -68,17 +72,13 @@ impl Server {
     pub fn start(delay: Duration, plugins: Option<&Path>, adjust: impl FnOnce(&mut ServeConfig)) -> Server {
         let cache = tempfile::tempdir().expect("cache dir");
         let mut config = ServeConfig {
-            model: Arc::new(slow(delay)),
-            model_label: "fake".into(),
             plugins_dir: plugins.map(Path::to_path_buf),
-            max_concurrent_requests: 64,
-            max_queued_jobs: 0,
             max_candidates: 8,
             max_body_bytes: 64 << 10,
-            api_key: None,
             host: HostConfig { cache_dir: Some(cache.path().to_path_buf()), ..HostConfig::default() },
             limits: Limits { fuel: 20_000_000, ..Limits::default() },
             drain_timeout: Duration::from_secs(10),
+            ..ServeConfig::new(Arc::new(slow(delay)), "fake")
         };
         adjust(&mut config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -113,7 +113,7 @@ impl Server {
 }
 
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    arbiter::serve::client::request(addr, method, path, body)
+    client::request(addr, method, path, body)
 }
 
 pub fn post(addr: SocketAddr, path: &str, body: &Value) -> (u16, Value) {

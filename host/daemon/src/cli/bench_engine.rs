@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use arbiter_engine::{BackendChoice, Compute, DtypeChoice, Message, ModelConfig, RewardModel};
-use candle_core::{DType, Device, Tensor};
+use arbiter_engine::{Message, ModelConfig, RewardModel};
 
 use super::EngineArgs;
 
@@ -204,43 +203,26 @@ pub fn engine(
 /// hidden-1024 model and the reference shapes.
 pub fn matmul(engine: &EngineArgs) -> Result<()> {
     engine.apply_threads();
-    let dev = Device::Cpu;
-    let mut backends: Vec<(&str, Compute)> = vec![("candle f32", Compute::on(dev.clone(), DType::F32))];
-    for (name, dtype) in [("onednn f32", DtypeChoice::F32), ("onednn bf16", DtypeChoice::Bf16)] {
-        match Compute::cpu(BackendChoice::OneDnn, dtype, DType::BF16, 512) {
-            Ok(c) => backends.push((name, c)),
-            Err(e) => outln!("{name}: unavailable ({e})"),
-        }
+    let shapes =
+        [(512usize, 1024usize, 1024usize), (512, 2816, 1024), (4096, 1024, 1024), (64, 1024, 1024), (512, 3072, 1024)];
+    let report = arbiter_engine::bench::matmul(&shapes, 5)?;
+    for (name, why) in &report.unavailable {
+        outln!("{name}: unavailable ({why})");
     }
     outln!("cpu {}", cpu_model());
-    if let Some((_, c)) = backends.get(1) {
-        outln!("oneDNN {} on {}", c.info().version, c.info().isa);
+    if let Some((version, isa)) = &report.onednn {
+        outln!("oneDNN {version} on {isa}");
     }
     outln!("GFLOP/s of y = x·Wᵀ, M×N×K, median of 5 after warm-up");
-    let mut peaks = vec![0.0f64; backends.len()];
-    for (m, n, k) in
-        [(512usize, 1024usize, 1024usize), (512, 2816, 1024), (4096, 1024, 1024), (64, 1024, 1024), (512, 3072, 1024)]
-    {
-        let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
-        let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
+    for (s, (m, n, k)) in shapes.iter().enumerate() {
         let mut line = format!("  {m}x{n}x{k}:");
-        for (i, (name, compute)) in backends.iter().enumerate() {
-            let linear = compute.linear(w.clone())?;
-            let _ = linear.forward(&x)?;
-            let mut runs = Vec::new();
-            for _ in 0..5 {
-                let start = Instant::now();
-                std::hint::black_box(linear.forward(&x)?);
-                runs.push(start.elapsed().as_secs_f64());
-            }
-            let gflops = 2.0 * (m * k * n) as f64 / median(runs) / 1e9;
-            peaks[i] = peaks[i].max(gflops);
-            line.push_str(&format!("  {name} {gflops:.1}"));
+        for (name, rates) in &report.backends {
+            line.push_str(&format!("  {name} {:.1}", rates[s]));
         }
         outln!("{line}");
     }
-    for ((name, _), peak) in backends.iter().zip(peaks) {
-        outln!("peak {name}: {peak:.1} GFLOP/s");
+    for (name, rates) in &report.backends {
+        outln!("peak {name}: {:.1} GFLOP/s", rates.iter().copied().fold(0.0, f64::max));
     }
     Ok(())
 }

@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use arbiter::bundled;
-use arbiter::serve::client::request;
-use arbiter::serve::{ServeConfig, demo, run};
+use arbiter::serve::{ServeConfig, run};
+use arbiter_engine::demo;
 use arbiter_engine::{EngineOptions, Message, RewardModel};
-use arbiter_plugins::{HostConfig, Limits};
+use arbiter_plugins::HostConfig;
+
+use super::http::request;
 
 fn pct(mut v: Vec<f64>, q: f64) -> f64 {
     if v.is_empty() {
@@ -28,18 +30,13 @@ pub fn serve(clients: usize, seconds: u64) -> Result<()> {
     let plugins = tempfile::tempdir()?;
     let model: Arc<dyn RewardModel> = Arc::new(demo::load(model_dir.path(), EngineOptions::default())?);
     let config = ServeConfig {
-        model: model.clone(),
-        model_label: demo::DEMO_LABEL.into(),
         plugins_dir: Some(plugins.path().to_path_buf()),
         max_concurrent_requests: clients.max(1) * 2,
-        max_queued_jobs: 0,
-        max_candidates: 256,
         max_body_bytes: 1 << 20,
-        api_key: None,
         // No compile cache: every reload below compiles for real.
         host: HostConfig { cache_dir: None, ..HostConfig::default() },
-        limits: Limits::default(),
         drain_timeout: Duration::from_secs(5),
+        ..ServeConfig::new(model.clone(), demo::DEMO_LABEL)
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;

@@ -10,6 +10,7 @@ mod bench;
 mod bench_engine;
 mod bench_serve;
 pub(crate) mod heap;
+mod http;
 mod plugin;
 mod score;
 mod select;
@@ -196,14 +197,20 @@ impl Global {
         self.host_with(|_| {})
     }
 
-    /// A host with the global options applied, then `adjust`.
-    fn host_with(&self, adjust: impl FnOnce(&mut HostConfig)) -> Result<PluginHost> {
+    /// The plugin host settings the global options ask for.
+    fn host_config(&self) -> HostConfig {
         let mut config = HostConfig::default();
         if self.no_cache {
             config.cache_dir = None;
         } else if let Some(dir) = &self.cache_dir {
             config.cache_dir = Some(dir.clone());
         }
+        config
+    }
+
+    /// A host with the global options applied, then `adjust`.
+    fn host_with(&self, adjust: impl FnOnce(&mut HostConfig)) -> Result<PluginHost> {
+        let mut config = self.host_config();
         adjust(&mut config);
         PluginHost::new(config).context("starting the plugin host")
     }

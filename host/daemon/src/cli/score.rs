@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use arbiter_engine::{LlamaRewardModel, Message, ModelConfig};
-use candle_core::DType;
+use arbiter_engine::{LlamaRewardModel, Message};
 use clap::Args;
 use serde_json::Value;
 
@@ -116,31 +115,10 @@ impl EngineArgs {
         if gpus.is_empty() {
             return Ok(LlamaRewardModel::load(dir, self.options())?);
         }
-        let devices = gpus
-            .iter()
-            .map(|&i| {
-                candle_core::Device::new_cuda(i).map_err(|e| {
-                    let hint = if cfg!(feature = "cuda") {
-                        ""
-                    } else {
-                        " (this arbiter was built without CUDA: cargo build --release -p arbiter --features cuda)"
-                    };
-                    // candle appends a backtrace on further lines when RUST_BACKTRACE is set.
-                    let e = e.to_string();
-                    anyhow::anyhow!("--device cuda:{i}: {}{hint}", e.lines().next().unwrap_or_default())
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let dtype = if self.dtype == super::DtypeArg::F32 { DType::F32 } else { DType::BF16 };
-        let layers = ModelConfig::load(&dir.join("config.json"))?.num_layers;
-        // Even split in device order; the memory planner's per-device split needs each GPU's
-        // free memory, which comes with the CUDA engine work.
-        let split: Vec<_> = devices
-            .into_iter()
-            .enumerate()
-            .map(|(i, d)| (d, layers / gpus.len() + usize::from(i < layers % gpus.len())))
-            .collect();
-        Ok(LlamaRewardModel::load_split(dir, self.options(), &split, dtype)?)
+        LlamaRewardModel::load_gpus(dir, self.options(), &gpus).map_err(|e| match e {
+            arbiter_engine::EngineError::Input(m) => anyhow::anyhow!("--device {m}"),
+            e => e.into(),
+        })
     }
 }
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use arbiter::serve::{self, ServeConfig, demo};
+use arbiter::serve::{self, ServeConfig};
 use arbiter_engine::RewardModel;
-use arbiter_plugins::HostConfig;
+use arbiter_engine::demo;
 use clap::{Args, ValueEnum};
 
 use super::{EngineArgs, Global, LimitArgs};
@@ -85,12 +85,7 @@ pub fn run(global: &Global, args: ServeArgs) -> Result<()> {
     };
     tracing::info!(engine = %model.describe(), "model loaded");
     super::heap::keep_freed_memory();
-    let mut host = HostConfig::default();
-    if global.no_cache {
-        host.cache_dir = None;
-    } else if let Some(dir) = &global.cache_dir {
-        host.cache_dir = Some(dir.clone());
-    }
+    let host = global.host_config();
     let config = ServeConfig {
         model,
         model_label: label,

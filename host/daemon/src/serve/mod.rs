@@ -7,8 +7,6 @@
 //! with their limits, their `reward` calls going through the same queue.
 
 pub mod api;
-pub mod client;
-pub mod demo;
 pub mod engine_thread;
 pub mod error;
 pub mod metrics;
@@ -57,6 +55,27 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// How long in-flight requests may run after shutdown begins.
     pub drain_timeout: Duration,
+}
+
+impl ServeConfig {
+    /// `model` with the same defaults as `arbiter serve`'s flags: no plugins directory, 64
+    /// concurrent requests, an automatic queue, 256 candidates, 8 MiB bodies, no API key, the
+    /// default plugin host and limits, 30 s drain.
+    pub fn new(model: Arc<dyn RewardModel>, model_label: impl Into<String>) -> Self {
+        Self {
+            model,
+            model_label: model_label.into(),
+            plugins_dir: None,
+            max_concurrent_requests: 64,
+            max_queued_jobs: 0,
+            max_candidates: 256,
+            max_body_bytes: 8 << 20,
+            api_key: None,
+            host: HostConfig::default(),
+            limits: Limits::default(),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Shared by all handlers.

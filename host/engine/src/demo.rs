@@ -6,17 +6,19 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use arbiter_engine::{EngineOptions, LlamaRewardModel};
 use candle_core::{Device, Tensor};
+
+use crate::api::EngineOptions;
+use crate::engine::LlamaRewardModel;
+use crate::error::{EngineError, Result};
 
 /// How the demo model is labelled in logs, `/info` and responses.
 pub const DEMO_LABEL: &str = "demo (random weights: scores are not meaningful)";
 
 /// The repository's own tiny byte-level BPE tokenizer (scripts/reference/make_fixtures.py).
-const TOKENIZER: &str = include_str!("../../../../tests/fixtures/tiny-llama-f32/tokenizer.json");
+const TOKENIZER: &str = include_str!("../../../tests/fixtures/tiny-llama-f32/tokenizer.json");
 /// The repository's own Llama-3.3-format chat template.
-const TEMPLATE: &str = include_str!("../../../../scripts/reference/fixture_template.jinja");
+const TEMPLATE: &str = include_str!("../../../scripts/reference/fixture_template.jinja");
 
 const HIDDEN: usize = 64;
 const LAYERS: usize = 2;
@@ -42,19 +44,22 @@ fn weights(seed: u64, n: usize, a: f32) -> Vec<f32> {
 }
 
 /// Writes the demo checkpoint into `dir` and loads it.
+///
+/// # Errors
+/// Files that cannot be written into `dir`, and the loader's own errors.
 pub fn load(dir: &Path, options: EngineOptions) -> Result<LlamaRewardModel> {
+    let io = |what: &'static str| move |source| EngineError::Io { path: dir.join(what), source };
     let config = serde_json::json!({
         "architectures": ["LlamaForCausalLM"], "hidden_size": HIDDEN, "intermediate_size": INTER,
         "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS,
         "head_dim": HEAD_DIM, "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 8192,
         "vocab_size": VOCAB, "tie_word_embeddings": false, "hidden_act": "silu"
     });
-    std::fs::write(dir.join("config.json"), config.to_string()).context("writing demo config")?;
-    std::fs::write(dir.join("tokenizer.json"), TOKENIZER).context("writing demo tokenizer")?;
+    std::fs::write(dir.join("config.json"), config.to_string()).map_err(io("config.json"))?;
+    std::fs::write(dir.join("tokenizer.json"), TOKENIZER).map_err(io("tokenizer.json"))?;
     let tok_config =
         serde_json::json!({"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "chat_template": TEMPLATE});
-    std::fs::write(dir.join("tokenizer_config.json"), tok_config.to_string())
-        .context("writing demo tokenizer config")?;
+    std::fs::write(dir.join("tokenizer_config.json"), tok_config.to_string()).map_err(io("tokenizer_config.json"))?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     let mut seed = 1u64;
     let mut add = |name: String, shape: &[usize], scale: f32| -> Result<()> {
@@ -79,6 +84,6 @@ pub fn load(dir: &Path, options: EngineOptions) -> Result<LlamaRewardModel> {
         add(p("mlp.up_proj.weight"), &[INTER, HIDDEN], 0.2)?;
         add(p("mlp.down_proj.weight"), &[HIDDEN, INTER], 0.2)?;
     }
-    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).context("writing demo weights")?;
-    LlamaRewardModel::load(dir, options).context("loading the demo model")
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
+    LlamaRewardModel::load(dir, options)
 }

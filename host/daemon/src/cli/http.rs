@@ -1,5 +1,6 @@
-//! A minimal blocking HTTP/1.1 client (one request per connection), for the end-to-end tests
-//! and `arbiter bench serve` — loopback only, no dependencies.
+//! A minimal blocking HTTP/1.1 client (one request per connection) for `arbiter bench serve`,
+//! loopback only, no dependencies. Private to the binary; the end-to-end tests compile this
+//! same file into their harness (`#[path]`), so it is not public API.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

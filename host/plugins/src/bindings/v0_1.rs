@@ -1,7 +1,9 @@
-//! The one `bindgen!` site, and the conversions between generated and host types.
+//! Contract `arbiter:policy@0.1.0`: its `bindgen!` site, and the conversions between its
+//! generated types and the host's.
 //!
 //! Generated types stay in this module: `From` impls below turn them into [`crate::types`]
-//! at the boundary, so a change in wasmtime's generator never ripples through the daemon.
+//! at the boundary, so neither a change in wasmtime's generator nor a later contract version
+//! ripples through the host.
 //! The `rule` world reuses the `policy` world's `types` and `log` bindings via `with`, so the
 //! host implements each import trait exactly once.
 
