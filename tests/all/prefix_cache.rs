@@ -40,7 +40,9 @@ fn cached_prompts_score_as_recomputed_ones() {
     assert_eq!(cached.prefix_cache_stats().expect("on").hits, 0);
     let again = cached.score_with_stats(&a, &responses()).expect("a again").0;
     let hits = cached.prefix_cache_stats().expect("on").hits;
-    assert_eq!(hits as usize, stats.prefix_tokens / 16, "every whole block of the prompt is reused");
+    // Every block of the prompt is reused, its final partial block included.
+    assert_eq!(hits as usize, stats.prefix_tokens.div_ceil(16), "{stats:?}");
+    assert!(stats.prefix_tokens % 16 != 0, "the prompt ends in a partial block: {stats:?}");
     // A different question after the same system prompt reuses the common blocks only.
     let other = cached.score_with_stats(&b, &responses()).expect("b").0;
     let after = cached.prefix_cache_stats().expect("on");
@@ -59,9 +61,10 @@ fn cached_prompts_score_as_recomputed_ones() {
 #[test]
 fn the_cache_stays_within_its_bytes_and_evicts_oldest_first() {
     let probe = load(1 << 30);
-    probe.score_with_stats(&conversation("first"), &responses()).expect("probe");
+    let (_, stats) = probe.score_with_stats(&conversation("first"), &responses()).expect("probe");
     let s = probe.prefix_cache_stats().expect("on");
-    let per_block = (s.bytes / s.blocks) as usize;
+    // Key/value bytes are the same for every token: a whole 16-token block's worth.
+    let per_block = s.bytes as usize / stats.prefix_tokens * 16;
     // Room for three blocks: every prompt here has more, so inserting evicts.
     let small = load(3 * per_block);
     for q in ["first", "second question", "third one", "first"] {

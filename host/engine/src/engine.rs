@@ -321,23 +321,22 @@ impl LlamaRewardModel {
         live.into_iter().map(|l| l.map(|l| (l.scores, l.stats))).collect()
     }
 
-    /// Key/values of a shared prefix: the longest cached block-aligned part from the prefix
-    /// cache, the rest of the whole blocks computed block by block (and cached), the tail
-    /// computed as usual.
+    /// Key/values of a shared prefix: the longest cached part from the prefix cache, the rest
+    /// computed block by block (one KV block per cache block, the last possibly partial) and
+    /// cached, so the same prefix next time is a full hit.
     fn prefix_kv(&self, tokens: &[u32]) -> Result<KvBlocks> {
         let layers = self.model.config().num_layers;
         let Some(cache) = &self.cache else {
             return Ok(self.run_sequence(tokens, 0, &KvBlocks::empty(layers))?.0);
         };
-        let block = cache.block();
-        let (done, mut blocks) = cache.lookup(tokens, layers);
-        let aligned = tokens.len() / block * block;
-        if done < aligned {
-            // One KV block per cache block, so block i of every layer is cacheable on its own.
-            blocks = self.run_chunks(&tokens[done..aligned], done, &blocks, block)?.0;
-            cache.insert(&tokens[..aligned], &blocks);
+        let (done, blocks) = cache.lookup(tokens, layers);
+        if done == tokens.len() {
+            return Ok(blocks);
         }
-        Ok(self.run_sequence(&tokens[aligned..], aligned, &blocks)?.0)
+        // `done` is block-aligned here: a partial block is only ever the end of a hit.
+        let blocks = self.run_chunks(&tokens[done..], done, &blocks, cache.block())?.0;
+        cache.insert(tokens, &blocks);
+        Ok(blocks)
     }
 
     /// Prefix-cache counters (`None` when the cache is off).

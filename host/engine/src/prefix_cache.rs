@@ -1,8 +1,10 @@
 //! The prefix KV cache: key/value blocks of prompts already computed, reused across calls.
 //!
-//! A prompt's token ids are cut into blocks of `block` tokens; block `i` is keyed by a hash
-//! chained over blocks `0..=i`, so a key names a whole token prefix, never a block out of
-//! context. A lookup walks the chain from the first block and stops at the first miss; each hit
+//! A prompt's token ids are cut into blocks of `block` tokens, the last one possibly shorter
+//! (a tail: a prompt that comes back whole is then reused whole, not up to its last full
+//! block); block `i` is keyed by a hash chained over blocks `0..=i`, so a key names a whole
+//! token prefix, never a block out of context. A tail's key differs from any full block's (its
+//! tokens differ in number), so a tail is only ever the end of a chain. A lookup walks the chain from the first block and stops at the first miss; each hit
 //! is verified against the stored tokens and parent key (a hash collision is a miss, never a
 //! wrong reuse). Entries are bounded in bytes and evicted least recently used; a hit refreshes
 //! every block of the chain at once, so ancestors are never older than their descendants.
@@ -95,15 +97,16 @@ impl PrefixCache {
         self.inner.lock().map(|i| i.stats).unwrap_or_default()
     }
 
-    /// The longest cached block-aligned prefix of `tokens`: its length and its blocks (one per
-    /// layer per cached block, in order), for `layers` layers.
+    /// The longest cached prefix of `tokens` (whole blocks, then possibly the final partial
+    /// block): its length and its blocks (one per layer per cached block, in order), for
+    /// `layers` layers.
     pub fn lookup(&self, tokens: &[u32], layers: usize) -> (usize, KvBlocks) {
         let mut out = KvBlocks::empty(layers);
         let Ok(mut inner) = self.inner.lock() else { return (0, out) };
         inner.clock += 1;
         let now = inner.clock;
         let (mut key, mut len) = (ROOT, 0);
-        for piece in tokens.chunks_exact(self.block) {
+        for piece in tokens.chunks(self.block) {
             let next = chain(key, piece);
             match inner.entries.get_mut(&next) {
                 Some(e) if e.parent == key && e.tokens == piece && e.kv.len() == layers => {
@@ -124,14 +127,15 @@ impl PrefixCache {
         (len, out)
     }
 
-    /// Stores the blocks of `tokens` (block-aligned, starting at position 0): block `i` has
-    /// key/values `kv.layers[l][i]` for every layer `l`. Blocks already present are refreshed.
+    /// Stores the blocks of `tokens` (starting at position 0; the last block may be partial):
+    /// block `i` has key/values `kv.layers[l][i]` for every layer `l`. Blocks already present
+    /// are refreshed.
     pub fn insert(&self, tokens: &[u32], kv: &KvBlocks) {
         let Ok(mut inner) = self.inner.lock() else { return };
         inner.clock += 1;
         let now = inner.clock;
         let mut key = ROOT;
-        for (i, piece) in tokens.chunks_exact(self.block).enumerate() {
+        for (i, piece) in tokens.chunks(self.block).enumerate() {
             let next = chain(key, piece);
             let Some(blocks) = kv.layers.iter().map(|l| l.get(i).cloned()).collect::<Option<Vec<_>>>() else {
                 break;

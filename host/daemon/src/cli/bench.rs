@@ -17,22 +17,27 @@ pub struct BenchArgs {
     /// What to measure: `plugins` (instantiate + select), `engine` (reward-model scoring of
     /// `--input` cases, prefix sharing on and off), `matmul` (this CPU's f32 matmul peak),
     /// `long` (one long conversation: time and peak memory), `serve` (the daemon on loopback:
-    /// hot-reload latency, overhead per request, requests/s).
+    /// hot-reload latency, overhead per request, requests/s; with `--model` and `--input`,
+    /// requests/s of that checkpoint with the clients sharing the input's prompts), `lazy` (the early-exit policy vs
+    /// argmax through the selection pipeline, new and repeated prompts; `--input` cases).
     #[arg(value_enum, default_value = "plugins")]
     what: BenchTarget,
-    /// Model directory (`engine`, `long`).
+    /// Model directory (`engine`, `long`, `lazy`, `serve`).
     #[arg(long, value_name = "DIR")]
     model: Option<std::path::PathBuf>,
-    /// JSONL cases for `engine` (same shape as `score --input`).
+    /// JSONL cases for `engine`, `lazy` and `serve` (same shape as `score --input`).
     #[arg(long, value_name = "FILE")]
     input: Option<std::path::PathBuf>,
-    /// Runs per case for `engine` (the median is reported).
+    /// Runs per case for `engine` and `lazy` (the median is reported).
     #[arg(long, default_value_t = 3)]
     repeat: usize,
     /// Result JSON of scripts/reference/bench_reference.py on the same `--input`, to compare
     /// against (repeatable: e.g. the f32 and the bf16 reference runs).
     #[arg(long, value_name = "FILE")]
     reference: Vec<std::path::PathBuf>,
+    /// Candidates per reward call of the early-exit policy, for `lazy`.
+    #[arg(long, default_value_t = 4)]
+    chunk: usize,
     /// Concurrent clients for `serve`.
     #[arg(long, default_value_t = 64)]
     clients: usize,
@@ -77,6 +82,8 @@ enum BenchTarget {
     Long,
     /// The daemon: hot-reload latency, overhead per request, requests/s.
     Serve,
+    /// A lazy policy against argmax.
+    Lazy,
 }
 
 pub fn run(global: &Global, args: BenchArgs) -> Result<()> {
@@ -89,7 +96,18 @@ pub fn run(global: &Global, args: BenchArgs) -> Result<()> {
         }
         BenchTarget::Matmul => super::bench_engine::matmul(&args.engine),
         BenchTarget::Long => super::bench_engine::long(model()?, args.tokens, &args.engine),
-        BenchTarget::Serve => super::bench_serve::serve(args.clients, args.seconds),
+        BenchTarget::Serve => {
+            let real = match (&args.model, &args.input) {
+                (Some(dir), Some(input)) => Some(super::bench_serve::RealModel { dir, input, engine: &args.engine }),
+                (None, None) => None,
+                _ => anyhow::bail!("`bench serve` takes --model and --input together (or neither: the demo model)"),
+            };
+            super::bench_serve::serve(args.clients, args.seconds, real)
+        }
+        BenchTarget::Lazy => {
+            let input = args.input.as_deref().context("`bench lazy` needs --input FILE.jsonl")?;
+            super::bench_lazy::lazy(global, model()?, input, &args.engine, args.repeat, args.chunk)
+        }
     }
 }
 

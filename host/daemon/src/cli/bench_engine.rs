@@ -11,12 +11,12 @@ use arbiter_engine::{Message, ModelConfig, RewardModel};
 use super::EngineArgs;
 
 /// One benchmark case: a conversation and its candidate responses.
-struct Case {
-    messages: Vec<Message>,
-    responses: Vec<String>,
+pub(super) struct Case {
+    pub(super) messages: Vec<Message>,
+    pub(super) responses: Vec<String>,
 }
 
-fn read_cases(path: &Path) -> Result<Vec<Case>> {
+pub(super) fn read_cases(path: &Path) -> Result<Vec<Case>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
@@ -58,7 +58,7 @@ fn flops(cfg: &ModelConfig, sequences: &[Vec<u32>], prefix: usize) -> f64 {
     cfg.num_layers as f64 * (tokens * per_token_linear + keys * attention_per_key)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(super) fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }

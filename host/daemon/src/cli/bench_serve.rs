@@ -1,6 +1,9 @@
 //! `arbiter bench serve`: hot-reload latency, daemon overhead per request against engine
 //! time, and sustained requests/s with concurrent clients — against an in-process daemon on
-//! 127.0.0.1 with the demo model. Loopback traffic only; every loop is bounded.
+//! 127.0.0.1 with the demo model; or, with `--model` and `--input`, requests/s of a real
+//! checkpoint with the clients sharing the input's prompts (an RL loop scoring batches of
+//! responses per prompt), the engine flags (`--prefix-cache-bytes`) applied. Loopback traffic
+//! only; every loop is bounded.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -15,6 +18,8 @@ use arbiter_engine::demo;
 use arbiter_engine::{EngineOptions, Message, RewardModel};
 use arbiter_plugins::HostConfig;
 
+use super::EngineArgs;
+use super::bench_engine::{Case, read_cases};
 use super::http::request;
 
 fn pct(mut v: Vec<f64>, q: f64) -> f64 {
@@ -25,18 +30,31 @@ fn pct(mut v: Vec<f64>, q: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * q).round() as usize]
 }
 
-pub fn serve(clients: usize, seconds: u64) -> Result<()> {
+/// A real checkpoint and the cases whose prompts the clients share.
+pub struct RealModel<'a> {
+    pub dir: &'a Path,
+    pub input: &'a Path,
+    pub engine: &'a EngineArgs,
+}
+
+pub fn serve(clients: usize, seconds: u64, real: Option<RealModel<'_>>) -> Result<()> {
     let model_dir = tempfile::tempdir()?;
     let plugins = tempfile::tempdir()?;
-    let model: Arc<dyn RewardModel> = Arc::new(demo::load(model_dir.path(), EngineOptions::default())?);
+    let (model, label): (Arc<dyn RewardModel>, String) = match &real {
+        Some(r) => {
+            r.engine.apply_threads();
+            (Arc::new(r.engine.load(r.dir)?), r.dir.display().to_string())
+        }
+        None => (Arc::new(demo::load(model_dir.path(), EngineOptions::default())?), demo::DEMO_LABEL.into()),
+    };
     let config = ServeConfig {
         plugins_dir: Some(plugins.path().to_path_buf()),
         max_concurrent_requests: clients.max(1) * 2,
-        max_body_bytes: 1 << 20,
+        max_body_bytes: 8 << 20,
         // No compile cache: every reload below compiles for real.
         host: HostConfig { cache_dir: None, ..HostConfig::default() },
         drain_timeout: Duration::from_secs(5),
-        ..ServeConfig::new(model.clone(), demo::DEMO_LABEL)
+        ..ServeConfig::new(model.clone(), label)
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
@@ -50,12 +68,56 @@ pub fn serve(clients: usize, seconds: u64) -> Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "daemon did not start");
         std::thread::sleep(Duration::from_millis(10));
     }
-    reload_latency(addr, plugins.path())?;
-    overhead(addr, model.as_ref())?;
-    throughput(addr, clients, seconds);
+    match real {
+        Some(r) => shared_prompts(addr, clients, seconds, &read_cases(r.input)?, model.as_ref()),
+        None => {
+            reload_latency(addr, plugins.path())?;
+            overhead(addr, model.as_ref())?;
+            let body =
+                serde_json::json!({"policy": "argmax", "messages": [{"role": "user", "content": "Name a colour."}],
+                "responses": ["Red.", "Blue is a colour.", "Green", "A colour: yellow."]})
+                .to_string();
+            let (rate, p50, p99, failed) = throughput(addr, clients, seconds, &|_| body.clone());
+            outln!(
+                "{clients} clients, {seconds} s, /v1/select argmax over 4 scored responses: {rate:.0} requests/s, \
+                 p50 {p50:.2} ms, p99 {p99:.2} ms, {failed} failed"
+            );
+        }
+    }
     let _ = stop.send(());
     rt.block_on(server).context("server task")??;
     Ok(())
+}
+
+/// Requests/s when every client scores batches of 4 responses for one of the cases' prompts.
+fn shared_prompts(addr: SocketAddr, clients: usize, seconds: u64, cases: &[Case], model: &dyn RewardModel) {
+    let bodies: Vec<String> = cases
+        .iter()
+        .flat_map(|c| {
+            c.responses.chunks(4).map(|batch| {
+                serde_json::json!({"policy": "argmax", "messages": c.messages, "responses": batch}).to_string()
+            })
+        })
+        .collect();
+    if bodies.is_empty() {
+        outln!("no cases in --input");
+        return;
+    }
+    // Request i of any client takes prompt i % cases, so the prompts interleave in the queue.
+    let per_case = bodies.len() / cases.len().max(1);
+    let pick = |i: usize| {
+        let case = i % cases.len();
+        bodies[case * per_case + (i / cases.len()) % per_case.max(1)].clone()
+    };
+    let (rate, p50, p99, failed) = throughput(addr, clients, seconds, &pick);
+    outln!(
+        "{clients} clients sharing {} prompts, {seconds} s, /v1/select argmax over 4 responses: {rate:.2} requests/s, \
+         p50 {p50:.0} ms, p99 {p99:.0} ms, {failed} failed",
+        cases.len()
+    );
+    if let Some(stats) = model.prefix_cache_stats() {
+        outln!("prefix cache: {stats:?}");
+    }
 }
 
 /// File write → new version visible in `/v1/policies`, for real Rust plugins, compiled fresh.
@@ -119,42 +181,48 @@ fn overhead(addr: SocketAddr, model: &dyn RewardModel) -> Result<()> {
     Ok(())
 }
 
-/// Requests/s of `/v1/select` (argmax over 4 model-scored responses) with `clients` threads.
-fn throughput(addr: SocketAddr, clients: usize, seconds: u64) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let body = serde_json::json!({"policy": "argmax", "messages": [{"role": "user", "content": "Name a colour."}],
-        "responses": ["Red.", "Blue is a colour.", "Green", "A colour: yellow."]})
-    .to_string();
+/// Requests/s, p50 and p99 latency (ms), and failures of `/v1/select` with `clients` threads,
+/// request `i` of each client sending `body(i)`.
+fn throughput(
+    addr: SocketAddr,
+    clients: usize,
+    seconds: u64,
+    body: &(dyn Fn(usize) -> String + Sync),
+) -> (f64, f64, f64, usize) {
+    let stop = AtomicBool::new(false);
     let started = Instant::now();
-    let threads: Vec<_> = (0..clients)
-        .map(|_| {
-            let (stop, body) = (stop.clone(), body.clone());
-            std::thread::spawn(move || {
-                let mut lat = Vec::new();
-                let mut failed = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    let (s, _) = request(addr, "POST", "/v1/select", Some(&body));
-                    if s == 200 { lat.push(t.elapsed().as_secs_f64() * 1000.0) } else { failed += 1 }
-                }
-                (lat, failed)
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_secs(seconds));
-    stop.store(true, Ordering::Relaxed);
     let (mut all, mut failed) = (Vec::new(), 0);
-    for t in threads {
-        if let Ok((l, f)) = t.join() {
-            all.extend(l);
-            failed += f;
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..clients)
+            .map(|client| {
+                let stop = &stop;
+                scope.spawn(move || {
+                    let mut lat = Vec::new();
+                    let mut failed = 0usize;
+                    let mut i = client;
+                    while !stop.load(Ordering::Relaxed) {
+                        let t = Instant::now();
+                        let (s, _) = request(addr, "POST", "/v1/select", Some(&body(i)));
+                        if s == 200 {
+                            lat.push(t.elapsed().as_secs_f64() * 1000.0)
+                        } else {
+                            failed += 1
+                        }
+                        i += clients;
+                    }
+                    (lat, failed)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(seconds));
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            if let Ok((l, f)) = t.join() {
+                all.extend(l);
+                failed += f;
+            }
         }
-    }
+    });
     let secs = started.elapsed().as_secs_f64();
-    outln!(
-        "{clients} clients, {seconds} s, /v1/select argmax over 4 scored responses: {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, {failed} failed",
-        all.len() as f64 / secs,
-        pct(all.clone(), 0.5),
-        pct(all, 0.99)
-    );
+    (all.len() as f64 / secs, pct(all.clone(), 0.5), pct(all, 0.99), failed)
 }

@@ -8,6 +8,7 @@ macro_rules! outln {
 
 mod bench;
 mod bench_engine;
+mod bench_lazy;
 mod bench_serve;
 pub(crate) mod heap;
 mod http;
