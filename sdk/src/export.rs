@@ -26,7 +26,9 @@ pub trait Rule {
     /// The feature value of `candidate`.
     ///
     /// # Errors
-    /// A message naming what is wrong (e.g. a missing parameter).
+    /// A message naming what is wrong. For a missing or bad parameter return the `to_string()`
+    /// of a [`crate::PolicyError::InvalidParams`] (what [`crate::Params`]' errors are): its
+    /// `invalid params: ` prefix tells the host the caller is at fault, not the rule.
     fn score(conversation: &[Message], candidate: &Candidate, params: &Params) -> Result<f32, String>;
 }
 

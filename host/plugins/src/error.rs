@@ -82,7 +82,8 @@ pub enum ErrorKind {
     /// The request is larger than the plugin's input caps.
     #[error("input too large: {0}")]
     InputTooLarge(String),
-    /// The policy answered with its own error.
+    /// The policy answered with its own error (also a rule's `invalid params: ` error: the
+    /// caller's parameters are wrong).
     #[error("{0}")]
     Policy(PolicyError),
     /// A rule answered with an error for a candidate.

@@ -208,7 +208,13 @@ impl Plugin {
         });
         let stats = call::finish(&mut store);
         let answer = outcome.map_err(|e| self.error(call::classify(&e, &stats, &self.limits, self.stack_cap())))?;
-        answer.map_err(|(index, message)| self.error(ErrorKind::Rule { index, message }))?;
+        answer.map_err(|(index, message)| {
+            // The contract's marker for a caller's mistake (wit/scorer.wit).
+            self.error(match message.strip_prefix("invalid params: ") {
+                Some(m) => ErrorKind::Policy(crate::types::PolicyError::InvalidParams(m.to_owned())),
+                None => ErrorKind::Rule { index, message },
+            })
+        })?;
         Ok((values, stats))
     }
 

@@ -13,10 +13,9 @@ impl Rule for MaxLength {
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
     fn score(_conversation: &[Message], candidate: &Candidate, params: &Params) -> Result<f32, String> {
-        let max = params
-            .integer("max_tokens")
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| "parameter `max-length.max_tokens` is required".to_owned())?;
+        let max = params.integer("max_tokens").map_err(|e| e.to_string())?.ok_or_else(|| {
+            PolicyError::InvalidParams("parameter `max-length.max_tokens` is required".into()).to_string()
+        })?;
         let tokens = match candidate.tokens {
             0 => candidate.text.split_whitespace().count() as u64,
             n => u64::from(n),

@@ -99,6 +99,13 @@ fn bad_input_gets_a_4xx_naming_the_problem() {
             "`min`",
         ),
         ("/v1/select", json!({"policy": "argmax", "candidate": []}), 400, "candidate"),
+        // A rule's missing parameter is the caller's mistake, named.
+        (
+            "/v1/select",
+            json!({"policy": "argmax", "rules": ["max-length"], "candidates": [{"text": "a", "score": 1}]}),
+            400,
+            "max-length.max_tokens",
+        ),
         ("/v1/score", json!({"messages": "x", "responses": ["a"]}), 400, "messages"),
         ("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "q"}]}), 400, "assistant"),
     ];
