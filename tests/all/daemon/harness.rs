@@ -97,7 +97,7 @@ impl Server {
         let addr = addr_rx.recv_timeout(Duration::from_secs(60)).expect("server starts");
         // The listener is bound before plugins finish loading; wait until it answers.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while get(addr, "/info").0 != 200 {
+        while get(addr, "/health").0 != 200 {
             assert!(Instant::now() < deadline, "server never became ready");
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use self::harness::{Server, TestModel, conversation, get, http, post};
 use crate::support::{component, policy_wat};
 
+mod abuse;
 mod harness;
 mod lazy;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use arbiter::serve::{self, ServeConfig};
+use arbiter::serve::{self, AuthScope, ServeConfig};
 use arbiter_engine::RewardModel;
 use arbiter_engine::demo;
 use clap::{Args, ValueEnum};
@@ -39,19 +39,43 @@ pub struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, env = "ARBITER_MAX_BODY_BYTES", default_value_t = 8 << 20)]
     max_body_bytes: usize,
-    /// Bearer key required on /v1/* routes.
+    /// Bearer key required on /v1/* routes (and on the others with `--auth-scope all`);
+    /// `Authorization: Bearer <key>`, scheme case-insensitive.
     #[arg(long, env = "ARBITER_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Routes the API key protects: `api` = /v1/* (/metrics, /info, /openapi.json open for
+    /// scrapers); `all` = every route but /health (probes carry no key).
+    #[arg(long, env = "ARBITER_AUTH_SCOPE", value_enum, default_value = "api")]
+    auth_scope: AuthScopeArg,
     /// Log format.
     #[arg(long, env = "ARBITER_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
-    /// Seconds in-flight requests may take to finish after SIGTERM/Ctrl-C.
+    /// Seconds a client may take to send a request's headers; also how long an idle
+    /// keep-alive connection stays open waiting for its next request.
+    #[arg(long, env = "ARBITER_HEADER_TIMEOUT_SECONDS", default_value_t = 30, value_name = "S")]
+    header_timeout_seconds: u64,
+    /// Seconds a client may take to send a request's body once its headers arrived
+    /// (408 after that).
+    #[arg(long, env = "ARBITER_BODY_TIMEOUT_SECONDS", default_value_t = 30, value_name = "S")]
+    body_timeout_seconds: u64,
+    /// Open connections served at once; more are answered 503 and closed at once. 0: the
+    /// open-file limit (raised to its hard maximum at start) less 256.
+    #[arg(long, env = "ARBITER_MAX_CONNECTIONS", default_value_t = 0, value_name = "N")]
+    max_connections: usize,
+    /// Seconds in-flight requests may take to finish after SIGTERM/Ctrl-C; requests still
+    /// running then answer 503 and the process exits.
     #[arg(long, env = "ARBITER_DRAIN_SECONDS", default_value_t = 30)]
     drain_seconds: u64,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AuthScopeArg {
+    Api,
+    All,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -94,7 +118,14 @@ pub fn run(global: &Global, args: ServeArgs) -> Result<()> {
         max_queued_jobs: args.max_queued_jobs,
         max_candidates: args.max_candidates,
         max_body_bytes: args.max_body_bytes,
+        header_timeout: Duration::from_secs(args.header_timeout_seconds.max(1)),
+        body_timeout: Duration::from_secs(args.body_timeout_seconds.max(1)),
+        max_connections: args.max_connections,
         api_key: args.api_key.clone(),
+        auth_scope: match args.auth_scope {
+            AuthScopeArg::Api => AuthScope::Api,
+            AuthScopeArg::All => AuthScope::All,
+        },
         host,
         limits: args.limits.resolve()?,
         drain_timeout: Duration::from_secs(args.drain_seconds),

@@ -16,9 +16,9 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::AppState;
 use super::engine_thread::Cancel;
 use super::error::ApiError;
+use super::{AppState, AuthScope, guards};
 use crate::input::SelectInput;
 use crate::select;
 
@@ -36,6 +36,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         // Unknown paths and methods get the same JSON error shape as every other status.
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Innermost first: body read (bounded) → drain deadline → auth and metrics.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guards::read_body))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guards::drain_deadline))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
@@ -53,29 +56,48 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     )
 }
 
-/// Auth for `/v1/*`, request metrics and latency for everything.
+/// Auth (`/v1/*`, or every route but `/health` with `AuthScope::All`), request metrics and
+/// latency for everything.
 async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route = req.uri().path().to_owned();
     let started = Instant::now();
     let abandoned = Abandoned { state: Some(state.clone()), route: route_label(&route), started };
+    let protected = match state.config.auth_scope {
+        AuthScope::Api => route.starts_with("/v1/"),
+        AuthScope::All => route != "/health",
+    };
     let response = match &state.config.api_key {
-        Some(key) if route.starts_with("/v1/") => {
-            let ok = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .is_some_and(|k| k == key);
-            if ok {
-                next.run(req).await
-            } else {
-                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer API key")
-                    .into_response()
-            }
-        }
+        Some(key) if protected && !authorized(req.headers(), key) => unauthorized(),
         _ => next.run(req).await,
     };
     abandoned.completed(response.status().as_u16());
+    response
+}
+
+/// Whether `Authorization` carries `key` as a bearer token: the scheme is case-insensitive
+/// (RFC 9110 §11.1), the key is compared in constant time.
+fn authorized(headers: &axum::http::HeaderMap, key: &str) -> bool {
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some((scheme, token)) = value.trim().split_once(' ') else { return false };
+    scheme.eq_ignore_ascii_case("bearer") && constant_time_eq(token.trim().as_bytes(), key.as_bytes())
+}
+
+/// Compares every byte whatever the first difference, so timing says nothing about how much
+/// of a guess was right (only, as with any such check, whether the lengths differ).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i).copied().unwrap_or(!x);
+    }
+    diff == 0
+}
+
+fn unauthorized() -> Response {
+    let mut response =
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer API key").into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer realm=\"arbiter\""));
     response
 }
 

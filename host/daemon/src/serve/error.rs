@@ -25,6 +25,12 @@ impl ApiError {
         Self { status: StatusCode::BAD_REQUEST, kind: "invalid_request".into(), message: message.into() }
     }
 
+    /// The same error with another machine-readable type.
+    pub fn with_kind(mut self, kind: &str) -> Self {
+        kind.clone_into(&mut self.kind);
+        self
+    }
+
     /// Builds an error with an explicit status.
     pub fn new(status: StatusCode, kind: &str, message: impl Into<String>) -> Self {
         Self { status, kind: kind.into(), message: message.into() }

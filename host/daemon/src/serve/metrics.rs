@@ -143,6 +143,8 @@ pub struct Metrics {
     pub dropped_jobs: Counter,
     /// 429s.
     pub rejected_overload: Counter,
+    /// Connections answered 503 because `--max-connections` were open.
+    pub rejected_connections: Counter,
 }
 
 impl Default for Metrics {
@@ -158,6 +160,7 @@ impl Default for Metrics {
             reloads: Labeled::default(),
             dropped_jobs: Counter::default(),
             rejected_overload: Counter::default(),
+            rejected_connections: Counter::default(),
         }
     }
 }
@@ -222,6 +225,11 @@ impl Metrics {
             out,
             "# HELP arbiter_rejected_overload_total Requests refused with 429.\n# TYPE arbiter_rejected_overload_total counter\narbiter_rejected_overload_total {}",
             self.rejected_overload.get()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP arbiter_rejected_connections_total Connections answered 503 because --max-connections were open.\n# TYPE arbiter_rejected_connections_total counter\narbiter_rejected_connections_total {}",
+            self.rejected_connections.get()
         );
         out
     }

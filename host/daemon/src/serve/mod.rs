@@ -7,8 +7,10 @@
 //! with their limits, their `reward` calls going through the same queue.
 
 pub mod api;
+pub mod conn;
 pub mod engine_thread;
 pub mod error;
+mod guards;
 pub mod metrics;
 pub mod openapi;
 pub mod registry;
@@ -47,8 +49,18 @@ pub struct ServeConfig {
     pub max_candidates: usize,
     /// Largest request body.
     pub max_body_bytes: usize,
-    /// Bearer key required on `/v1/*`, if set.
+    /// Longest wait for a request's headers, and for the next request on an idle
+    /// keep-alive connection.
+    pub header_timeout: Duration,
+    /// Longest wait for a request's whole body once its headers arrived.
+    pub body_timeout: Duration,
+    /// Open connections served at once; more are answered 503 and closed. 0: the open-file
+    /// limit (raised to its maximum at start) less a reserve.
+    pub max_connections: usize,
+    /// Bearer key required on the routes of `auth_scope`, if set.
     pub api_key: Option<String>,
+    /// Which routes the key protects.
+    pub auth_scope: AuthScope,
     /// Plugin host settings (cache dir, pool size).
     pub host: HostConfig,
     /// Per-call plugin limits.
@@ -57,9 +69,22 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
 }
 
+/// Which routes `--api-key` protects. `/health` is always open (probes carry no key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthScope {
+    /// `/v1/*` only: `/metrics`, `/info` and `/openapi.json` stay open for scrapers and
+    /// dashboards inside the cluster.
+    #[default]
+    Api,
+    /// Every route but `/health`: `/info` names the model path and engine settings, which a
+    /// deployment may not want to show.
+    All,
+}
+
 impl ServeConfig {
     /// `model` with the same defaults as `arbiter serve`'s flags: no plugins directory, 64
-    /// concurrent requests, an automatic queue, 256 candidates, 8 MiB bodies, no API key, the
+    /// concurrent requests, an automatic queue, 256 candidates, 8 MiB bodies, no API key (scope
+    /// `/v1/*`), the
     /// default plugin host and limits, 30 s drain.
     pub fn new(model: Arc<dyn RewardModel>, model_label: impl Into<String>) -> Self {
         Self {
@@ -70,7 +95,11 @@ impl ServeConfig {
             max_queued_jobs: 0,
             max_candidates: 256,
             max_body_bytes: 8 << 20,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 0,
             api_key: None,
+            auth_scope: AuthScope::Api,
             host: HostConfig::default(),
             limits: Limits::default(),
             drain_timeout: Duration::from_secs(30),
@@ -94,10 +123,12 @@ pub struct AppState {
     pub admission: Arc<Semaphore>,
     /// Numbers chat-completion ids.
     pub request_counter: AtomicU64,
+    /// Set at the drain deadline: requests still running answer 503.
+    pub drain_expired: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then drains in-flight requests for at most
-/// `drain_timeout`.
+/// `drain_timeout`; requests still running then answer 503, and `run` returns.
 ///
 /// # Errors
 /// Startup failures (plugins directory, engine threads, watcher) and accept-loop I/O errors.
@@ -126,6 +157,7 @@ pub async fn run(
     };
     let engine =
         EngineHandle::start(config.model.clone(), queue, metrics.clone()).context("starting the engine threads")?;
+    let (expired_tx, drain_expired) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
         model_label: config.model_label.clone(),
         admission: Arc::new(Semaphore::new(config.max_concurrent_requests)),
@@ -133,24 +165,25 @@ pub async fn run(
         registry,
         metrics,
         request_counter: AtomicU64::new(0),
+        drain_expired,
         config,
     });
-    let drain = state.config.drain_timeout;
-    let addr = listener.local_addr().ok();
-    tracing::info!(address = ?addr, model = %state.model_label, "arbiter serving");
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let graceful = async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections; draining in-flight requests");
-        let _ = stopping_tx.send(());
+    let fd_limit = conn::raise_fd_limit();
+    let limits = conn::ConnLimits {
+        header_timeout: state.config.header_timeout,
+        max_connections: match state.config.max_connections {
+            0 => conn::connections_for(fd_limit),
+            n => n,
+        },
     };
-    let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(graceful);
-    let server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        r = server => r.context("serving")?,
-        () = async { let _ = stopping_rx.await; tokio::time::sleep(drain).await } => {
-            tracing::warn!("drain timeout reached; closing remaining connections");
-        }
-    }
-    Ok(())
+    let drain = state.config.drain_timeout;
+    tracing::info!(
+        address = ?listener.local_addr().ok(),
+        model = %state.model_label,
+        max_connections = limits.max_connections,
+        open_file_limit = ?fd_limit,
+        "arbiter serving"
+    );
+    let metrics = state.metrics.clone();
+    conn::serve(listener, api::router(state), limits, metrics, shutdown, drain, expired_tx).await
 }

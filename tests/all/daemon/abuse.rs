@@ -1,0 +1,152 @@
+//! The daemon under abusive clients: slow or idle connections, too many connections, slow
+//! bodies, a shutdown with requests still running, and the API key's details. Limits are
+//! lowered for the tests; every loop is bounded.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arbiter::serve::AuthScope;
+use serde_json::{Value, json};
+
+use super::harness::{Server, conversation, get, slow};
+
+/// Sends `request` as is and reads until the server closes or `wait` passes; returns the
+/// status (0: none), the body, and how long it took.
+fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> (u16, String, Duration) {
+    let started = Instant::now();
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(wait)).expect("timeout");
+    s.write_all(request).expect("write");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body, started.elapsed())
+}
+
+fn score_request(headers: &str) -> Vec<u8> {
+    let body = json!({"messages": conversation(), "responses": ["s=2"]}).to_string();
+    format!(
+        "POST /v1/score HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn json_of(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"))
+}
+
+#[test]
+fn slow_headers_and_idle_connections_are_closed() {
+    let server = Server::start(Duration::ZERO, None, |c| c.header_timeout = Duration::from_millis(400));
+    // Half a request line, then nothing: closed after the header timeout, not held forever.
+    let (_, _, took) = raw(server.addr, b"POST /v1/score HTTP/1.1\r\nHost: t\r\n", Duration::from_secs(10));
+    assert!(took < Duration::from_secs(5), "a half-sent header held the connection {took:?}");
+    // A connection that never sends anything is closed the same way.
+    let (status, _, took) = raw(server.addr, b"", Duration::from_secs(10));
+    assert!(took < Duration::from_secs(5), "an idle connection stayed open {took:?} (status {status})");
+    server.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn a_slow_body_is_a_408_in_the_error_shape() {
+    let server = Server::start(Duration::ZERO, None, |c| c.body_timeout = Duration::from_millis(400));
+    let request =
+        "POST /v1/score HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"messa";
+    let (status, body, took) = raw(server.addr, request.as_bytes(), Duration::from_secs(10));
+    assert_eq!(status, 408, "{body}");
+    assert_eq!(json_of(&body)["type"], "body_timeout");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    server.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn connections_over_the_cap_are_refused_at_once() {
+    let server = Server::start(Duration::ZERO, None, |c| {
+        c.max_connections = 3;
+        c.header_timeout = Duration::from_secs(20);
+    });
+    let idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(server.addr).expect("connect")).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, body, took) = raw(server.addr, &score_request(""), Duration::from_secs(10));
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(json_of(&body)["type"], "too_many_connections");
+    assert!(took < Duration::from_secs(2), "the refusal waited {took:?}");
+    drop(idle);
+    // Slots free again once the idle connections are gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body, _) = raw(server.addr, &score_request(""), Duration::from_secs(10));
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served again: {status} {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let metrics = get(server.addr, "/metrics").1;
+    assert!(metrics.contains("arbiter_rejected_connections_total"), "{metrics}");
+    assert!(!metrics.contains("arbiter_rejected_connections_total 0"), "{metrics}");
+    server.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn requests_still_running_at_the_drain_deadline_answer_503() {
+    let server = Server::start(Duration::ZERO, None, |c| {
+        c.model = Arc::new(slow(Duration::from_secs(4)));
+        c.drain_timeout = Duration::from_millis(500);
+    });
+    let addr = server.addr;
+    let inflight = std::thread::spawn(move || raw(addr, &score_request(""), Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    server.shutdown().expect("run returns Ok");
+    let exited = started.elapsed();
+    let (status, body, _) = inflight.join().expect("client");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(json_of(&body)["type"], "shutting_down");
+    assert!(exited < Duration::from_secs(3), "exit took {exited:?} with a 0.5 s drain");
+}
+
+#[test]
+fn the_api_key_is_checked_like_a_bearer_token() {
+    let server = Server::start(Duration::ZERO, None, |c| c.api_key = Some("s3cret".into()));
+    let a = server.addr;
+    for (header, want) in [
+        ("", 401),
+        ("Authorization: Bearer wrong\r\n", 401),
+        ("Authorization: Bearer s3cre\r\n", 401),
+        ("Authorization: Basic s3cret\r\n", 401),
+        ("Authorization: Bearer s3cret\r\n", 200),
+        ("Authorization: bearer s3cret\r\n", 200),
+        ("Authorization: BEARER   s3cret \r\n", 200),
+    ] {
+        let (status, body, _) = raw(a, &score_request(header), Duration::from_secs(10));
+        assert_eq!(status, want, "{header:?}: {body}");
+        if want == 401 {
+            assert_eq!(json_of(&body)["type"], "unauthorized");
+        }
+    }
+    let request = score_request("");
+    let mut s = TcpStream::connect(a).expect("connect");
+    s.write_all(&request).expect("write");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    assert!(text.to_ascii_lowercase().contains("www-authenticate: bearer"), "{text}");
+    // Scope `api` (the default): metrics and info stay open for scrapers; health always is.
+    assert_eq!(get(a, "/metrics").0, 200);
+    assert_eq!(get(a, "/info").0, 200);
+    server.shutdown().expect("clean shutdown");
+
+    let server = Server::start(Duration::ZERO, None, |c| {
+        c.api_key = Some("s3cret".into());
+        c.auth_scope = AuthScope::All;
+    });
+    assert_eq!(get(server.addr, "/metrics").0, 401);
+    assert_eq!(get(server.addr, "/info").0, 401);
+    assert_eq!(get(server.addr, "/health").0, 200);
+    server.shutdown().expect("clean shutdown");
+}
