@@ -150,3 +150,46 @@ fn the_api_key_is_checked_like_a_bearer_token() {
     assert_eq!(get(server.addr, "/health").0, 200);
     server.shutdown().expect("clean shutdown");
 }
+
+#[test]
+fn a_large_request_runs_in_parts_with_other_work_between() {
+    // Batches of 2 tokens (one token per `s=N` response), 300 ms each.
+    let model = super::harness::TestModel { delay: Duration::from_millis(300), batch_tokens: 2, ..Default::default() };
+    let batches = model.batches.clone();
+    let server = Server::start(Duration::ZERO, None, |c| c.model = Arc::new(model));
+    let a = server.addr;
+    let started = Instant::now();
+    let big = std::thread::spawn(move || {
+        let body = json!({"messages": conversation(), "responses": ["s=1", "s=2", "s=3", "s=4", "s=5", "s=6"]});
+        let (status, v) = super::harness::post(a, "/v1/score", &body);
+        (status, v, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, v) = super::harness::post(a, "/v1/score", &json!({"messages": conversation(), "responses": ["s=9"]}));
+    let small_done = started.elapsed();
+    assert_eq!(status, 200, "{v}");
+    let (status, v, big_done) = big.join().expect("big");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["scores"], json!([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), "parts reassembled in order");
+    assert!(small_done < big_done, "the small request waited for the whole large one: {small_done:?} vs {big_done:?}");
+    assert_eq!(batches.load(std::sync::atomic::Ordering::SeqCst), 4, "three parts and the small request");
+    server.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn a_request_over_its_token_budget_is_a_413_naming_the_flag() {
+    let server = Server::start(Duration::ZERO, None, |c| c.max_request_tokens = 3);
+    let a = server.addr;
+    let body = json!({"messages": conversation(), "responses": ["s=1", "s=2", "s=3", "s=4"]});
+    let (status, v) = super::harness::post(a, "/v1/score", &body);
+    assert_eq!(status, 413, "{v}");
+    assert_eq!(v["type"], "too_many_tokens");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("--max-request-tokens")), "{v}");
+    // A lazy policy's calls add up: one token per call, the fourth call is over the budget.
+    let lazy = json!({"policy": "early-exit", "messages": conversation(), "responses": ["s=1", "s=2", "s=3", "s=4"],
+                      "params": {"min": 100, "chunk": 1}});
+    let (status, v) = super::harness::post(a, "/v1/select", &lazy);
+    assert_eq!(status, 413, "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("--max-request-tokens")), "{v}");
+    server.shutdown().expect("clean shutdown");
+}

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arbiter::serve::{ServeConfig, run};
-use arbiter_engine::{EngineError, FakeRewardModel, Message, Prepared, RewardModel};
+use arbiter_engine::{EngineError, FakeRewardModel, Message, ModelLimits, Prepared, RewardModel};
 use arbiter_plugins::{HostConfig, Limits};
 use serde_json::{Value, json};
 
@@ -18,12 +18,13 @@ mod client;
 
 /// The engine's fake model, slowed down per batch by `delay`, failing its computation while
 /// `broken` is set, refusing any response containing `TOOLONG` as over the length limit, and
-/// counting the engine batches it ran.
+/// counting the engine batches it ran; `batch_tokens` (when not 0) is its batch budget.
 #[derive(Default)]
 pub struct TestModel {
     pub delay: Duration,
     pub broken: Arc<AtomicBool>,
     pub batches: Arc<AtomicUsize>,
+    pub batch_tokens: usize,
 }
 
 pub fn slow(delay: Duration) -> TestModel {
@@ -40,6 +41,13 @@ impl RewardModel for TestModel {
     }
     fn describe(&self) -> String {
         "test model".into()
+    }
+    fn limits(&self) -> ModelLimits {
+        let defaults = FakeRewardModel.limits();
+        ModelLimits {
+            max_batch_tokens: if self.batch_tokens == 0 { defaults.max_batch_tokens } else { self.batch_tokens },
+            ..defaults
+        }
     }
     fn prepare(&self, c: &[Message], r: &[String]) -> arbiter_engine::Result<Prepared> {
         if r.iter().any(|r| r.contains("TOOLONG")) {

@@ -33,6 +33,12 @@ pub struct ServeArgs {
     /// with 429 at once. 0: four per concurrent request, at least 16.
     #[arg(long, env = "ARBITER_MAX_QUEUED_JOBS", default_value_t = 0, value_name = "N")]
     max_queued_jobs: usize,
+    /// Tokens one request may send to the engine over all its scoring calls (its prompt once
+    /// per call plus every response; a lazy policy's calls add up); more is refused with 413.
+    /// Requests larger than --max-batch-tokens run in parts of that size, other requests'
+    /// work in between.
+    #[arg(long, env = "ARBITER_MAX_REQUEST_TOKENS", default_value_t = 256 << 10, value_name = "N")]
+    max_request_tokens: usize,
     /// Most candidates per request.
     #[arg(long, env = "ARBITER_MAX_CANDIDATES", default_value_t = 256)]
     max_candidates: usize,
@@ -117,6 +123,7 @@ pub fn run(global: &Global, args: ServeArgs) -> Result<()> {
         max_concurrent_requests: args.max_concurrent_requests.max(1),
         max_queued_jobs: args.max_queued_jobs,
         max_candidates: args.max_candidates,
+        max_request_tokens: args.max_request_tokens,
         max_body_bytes: args.max_body_bytes,
         header_timeout: Duration::from_secs(args.header_timeout_seconds.max(1)),
         body_timeout: Duration::from_secs(args.body_timeout_seconds.max(1)),

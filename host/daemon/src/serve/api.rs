@@ -16,8 +16,8 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::engine_thread::Cancel;
 use super::error::ApiError;
+use super::request::Cancel;
 use super::{AppState, AuthScope, guards};
 use crate::input::SelectInput;
 use crate::select;

@@ -1,12 +1,13 @@
-//! The engine behind a bounded queue: a batcher thread and an engine thread, and the
-//! [`RewardBackend`] every plugin and handler scores through.
+//! The engine behind a bounded queue: a batcher thread and an engine thread.
 //!
 //! Request handlers tokenize on a blocking thread (`prepare`), then enqueue. The batcher takes
 //! the first job, adds queued jobs while the batch stays under the model's batch budget, drops
 //! jobs whose request was abandoned, and hands the batch to the engine thread through a channel
 //! of capacity one — so one batch is always formed while the previous one computes. candle runs
 //! only on the engine thread, never on a tokio worker. Errors stay typed from the engine thread
-//! to the caller: [`RewardError`], whose kind the API maps to a status in one place.
+//! to the caller: [`RewardError`], whose kind the API maps to a status in one place. What one
+//! request may ask of the queue (cancellation, its token budget, batch-sized parts) is
+//! `request.rs`'s.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,48 +15,12 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Instant;
 
 use arbiter_engine::{EngineError, Message, Prepared, RewardModel};
-use arbiter_plugins::{RewardBackend, RewardError, RewardErrorKind};
+use arbiter_plugins::{RewardError, RewardErrorKind};
 use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
-use crate::reward::{reward_error, to_engine};
-
-/// Set once the request that owns it is abandoned (its handler future was dropped because
-/// the client went away). Shared by the handler, the plugin call and the queued jobs.
-#[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
-
-impl Cancel {
-    /// Whether the request was abandoned.
-    pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    /// A guard that sets the flag when dropped unless [`CancelOnDrop::disarm`]ed: held by a
-    /// handler future, it fires exactly when hyper drops the future for a closed connection.
-    pub fn on_drop(&self) -> CancelOnDrop {
-        CancelOnDrop(Some(self.clone()))
-    }
-}
-
-/// See [`Cancel::on_drop`].
-#[derive(Debug)]
-pub struct CancelOnDrop(Option<Cancel>);
-
-impl CancelOnDrop {
-    /// The request completed: dropping the guard no longer cancels.
-    pub fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if let Some(c) = &self.0 {
-            c.0.store(true, Ordering::Relaxed);
-        }
-    }
-}
+use super::request::{Cancel, RequestBackend, RequestCtx};
+use crate::reward::reward_error;
 
 type Reply = oneshot::Sender<Result<Vec<f32>, EngineError>>;
 
@@ -72,11 +37,7 @@ impl Job {
     }
 }
 
-fn cancelled() -> RewardError {
-    RewardError::new(RewardErrorKind::Cancelled, "the request was abandoned (its client went away)")
-}
-
-fn engine_gone() -> RewardError {
+pub(super) fn engine_gone() -> RewardError {
     RewardError::new(RewardErrorKind::Failed, "engine failure: the engine thread has stopped")
 }
 
@@ -91,12 +52,21 @@ pub struct EngineHandle {
     capacity: usize,
     /// False after an engine failure, until a health check's real forward succeeds again.
     healthy: Arc<AtomicBool>,
+    /// Tokens one request may have scored in all (`--max-request-tokens`).
+    pub(super) max_request_tokens: usize,
+    /// Tokens per engine batch: a request larger than this is queued in parts of this size.
+    pub(super) max_batch_tokens: usize,
 }
 
 impl EngineHandle {
     /// Starts the batcher and engine threads; batches are filled to the model's own
     /// `max_batch_tokens`.
-    pub fn start(model: Arc<dyn RewardModel>, capacity: usize, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+    pub fn start(
+        model: Arc<dyn RewardModel>,
+        capacity: usize,
+        max_request_tokens: usize,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Self> {
         let capacity = capacity.max(1);
         let (queue, jobs) = sync_channel::<Job>(capacity);
         let (batches_tx, batches) = sync_channel::<Vec<Job>>(1);
@@ -117,7 +87,7 @@ impl EngineHandle {
                 .name("arbiter-engine".into())
                 .spawn(move || engine(model, batches, healthy, metrics))?;
         }
-        Ok(Self { model, queue, depth, capacity, healthy })
+        Ok(Self { model, queue, depth, capacity, healthy, max_request_tokens, max_batch_tokens })
     }
 
     /// The model (for descriptions, limits and token counts).
@@ -140,7 +110,7 @@ impl EngineHandle {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    fn enqueue(
+    pub(super) fn enqueue(
         &self,
         prepared: Prepared,
         cancel: Cancel,
@@ -163,20 +133,21 @@ impl EngineHandle {
     }
 
     /// The engine's answer for one job, typed.
-    fn answer(
+    pub(super) fn answer(
         reply: Result<Result<Vec<f32>, EngineError>, oneshot::error::RecvError>,
         cancel: &Cancel,
     ) -> Result<Vec<f32>, RewardError> {
         match reply {
             Ok(result) => result.map_err(|e| reward_error(&e)),
             // The batcher drops the job (and its reply) only for an abandoned request.
-            Err(_) if cancel.is_set() => Err(cancelled()),
+            Err(_) if cancel.is_set() => Err(super::request::cancelled()),
             Err(_) => Err(engine_gone()),
         }
     }
 
-    /// Scores from async code: tokenizes on a blocking thread, then awaits the engine.
-    /// Dropping the future abandons the job. Returns the scores and the number of tokens scored.
+    /// Scores from async code: tokenizes on a blocking thread, then awaits the engine, in
+    /// batch-sized parts (other requests' work runs between them). Dropping the future abandons
+    /// the request. Returns the scores and the number of tokens scored.
     pub async fn score(
         &self,
         conversation: Vec<Message>,
@@ -188,14 +159,19 @@ impl EngineHandle {
             .map_err(|e| RewardError::new(RewardErrorKind::Failed, format!("tokenizer task failed: {e}")))?
             .map_err(|e| reward_error(&e))?;
         let tokens = prepared.tokens();
-        let cancel = Cancel::default();
-        let rx = self.enqueue(prepared, cancel.clone())?;
-        Self::answer(rx.await, &cancel).map(|s| (s, tokens))
+        let request = RequestCtx::new(self, Cancel::default());
+        let mut scores = Vec::with_capacity(prepared.responses.len());
+        for part in request.parts(prepared)? {
+            let rx = self.enqueue(part, request.cancel().clone())?;
+            scores.extend(Self::answer(rx.await, request.cancel())?);
+        }
+        Ok((scores, tokens))
     }
 
-    /// The [`RewardBackend`] for one request's plugins and pipeline, abandoned with `cancel`.
+    /// The [`arbiter_plugins::RewardBackend`] for one request's plugins and pipeline,
+    /// abandoned with `cancel`.
     pub fn backend(&self, cancel: Cancel) -> RequestBackend {
-        RequestBackend { engine: self.clone(), cancel }
+        RequestBackend::new(self, RequestCtx::new(self, cancel))
     }
 
     /// A real tiny forward through the queue; restores `healthy` when it succeeds.
@@ -204,37 +180,6 @@ impl EngineHandle {
         self.score(conversation, vec!["pong".into()]).await?;
         self.healthy.store(true, Ordering::Relaxed);
         Ok(())
-    }
-}
-
-/// The engine queue as one request's plugins see it. Its calls block (plugins run on blocking
-/// threads); an abandoned request's calls fail with [`RewardErrorKind::Cancelled`] and its
-/// queued jobs are dropped before they reach the engine.
-pub struct RequestBackend {
-    engine: EngineHandle,
-    cancel: Cancel,
-}
-
-impl RewardBackend for RequestBackend {
-    fn score(&self, conversation: &[arbiter_plugins::Message], responses: &[String]) -> Result<Vec<f32>, RewardError> {
-        if self.cancel.is_set() {
-            return Err(cancelled());
-        }
-        let prepared = self.engine.model.prepare(&to_engine(conversation), responses).map_err(|e| reward_error(&e))?;
-        let rx = self.engine.enqueue(prepared, self.cancel.clone())?;
-        EngineHandle::answer(rx.blocking_recv(), &self.cancel)
-    }
-
-    fn count_tokens(&self, text: &str) -> u32 {
-        self.engine.model.count_tokens(text).unwrap_or(0)
-    }
-
-    fn describe(&self) -> String {
-        self.engine.model.describe()
-    }
-
-    fn cancelled(&self) -> bool {
-        self.cancel.is_set()
     }
 }
 

@@ -14,6 +14,7 @@ mod guards;
 pub mod metrics;
 pub mod openapi;
 pub mod registry;
+pub mod request;
 pub mod watch;
 
 use std::future::Future;
@@ -47,6 +48,8 @@ pub struct ServeConfig {
     pub max_queued_jobs: usize,
     /// Most candidates per request.
     pub max_candidates: usize,
+    /// Tokens one request may send to the engine in all its scoring calls; more is a 413.
+    pub max_request_tokens: usize,
     /// Largest request body.
     pub max_body_bytes: usize,
     /// Longest wait for a request's headers, and for the next request on an idle
@@ -83,9 +86,9 @@ pub enum AuthScope {
 
 impl ServeConfig {
     /// `model` with the same defaults as `arbiter serve`'s flags: no plugins directory, 64
-    /// concurrent requests, an automatic queue, 256 candidates, 8 MiB bodies, no API key (scope
-    /// `/v1/*`), the
-    /// default plugin host and limits, 30 s drain.
+    /// concurrent requests, an automatic queue, 256 candidates, 262,144 tokens per request,
+    /// 8 MiB bodies, 30 s header and body timeouts, a connection cap from the open-file
+    /// limit, no API key (scope `/v1/*`), the default plugin host and limits, 30 s drain.
     pub fn new(model: Arc<dyn RewardModel>, model_label: impl Into<String>) -> Self {
         Self {
             model,
@@ -94,6 +97,7 @@ impl ServeConfig {
             max_concurrent_requests: 64,
             max_queued_jobs: 0,
             max_candidates: 256,
+            max_request_tokens: 256 << 10,
             max_body_bytes: 8 << 20,
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(30),
@@ -155,8 +159,8 @@ pub async fn run(
         0 => config.max_concurrent_requests.saturating_mul(4).max(16),
         n => n,
     };
-    let engine =
-        EngineHandle::start(config.model.clone(), queue, metrics.clone()).context("starting the engine threads")?;
+    let engine = EngineHandle::start(config.model.clone(), queue, config.max_request_tokens, metrics.clone())
+        .context("starting the engine threads")?;
     let (expired_tx, drain_expired) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
         model_label: config.model_label.clone(),
