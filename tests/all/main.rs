@@ -10,3 +10,4 @@ mod hostile;
 mod prefix_cache;
 mod rust_guest;
 mod support;
+mod tokenize;

@@ -163,6 +163,22 @@ impl LlamaRewardModel {
         self.prompter.conversation_ids(messages, response)
     }
 
+    /// The tighter of the model's context and the configured limit, with its name.
+    fn input_limit(&self) -> (usize, &'static str) {
+        let context = self.model.config().max_position_embeddings;
+        match self.options.max_input_tokens {
+            Some(limit) if limit < context => (limit, "configured limit (max_input_tokens)"),
+            _ => (context, "model context (max_position_embeddings)"),
+        }
+    }
+
+    /// Token ids of every `messages + [assistant: r]`, refusing over-long inputs before
+    /// tokenizing them and tokenizing the shared conversation once (`Prompter::batch_ids`).
+    fn batch_ids(&self, messages: &[Message], responses: &[String]) -> Result<Vec<Vec<u32>>> {
+        let (limit, name) = self.input_limit();
+        self.prompter.batch_ids(messages, responses, limit, name)
+    }
+
     fn check_length(&self, n: usize) -> Result<()> {
         let context = self.model.config().max_position_embeddings;
         if n > context {
@@ -380,8 +396,7 @@ impl LlamaRewardModel {
     /// # Errors
     /// As [`RewardModel::score`].
     pub fn score_with_stats(&self, conversation: &[Message], responses: &[String]) -> Result<(Vec<f32>, ScoreStats)> {
-        let ids = responses.iter().map(|r| self.conversation_ids(conversation, r)).collect::<Result<Vec<_>>>()?;
-        self.score_ids(&ids)
+        self.score_ids(&self.batch_ids(conversation, responses)?)
     }
 }
 
@@ -408,7 +423,7 @@ impl RewardModel for LlamaRewardModel {
     }
 
     fn prepare(&self, conversation: &[Message], responses: &[String]) -> Result<Prepared> {
-        let sequences = responses.iter().map(|r| self.conversation_ids(conversation, r)).collect::<Result<Vec<_>>>()?;
+        let sequences = self.batch_ids(conversation, responses)?;
         self.validate(&sequences)?;
         Ok(Prepared { sequences, responses: responses.to_vec() })
     }

@@ -25,6 +25,7 @@ mod model;
 mod plan;
 mod prefix_cache;
 mod prompt;
+mod prompt_batch;
 mod template;
 mod text;
 mod weights;
