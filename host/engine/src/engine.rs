@@ -349,10 +349,13 @@ impl LlamaRewardModel {
         if done == tokens.len() {
             return Ok(blocks);
         }
-        // `done` is block-aligned here: a partial block is only ever the end of a hit.
-        let blocks = self.run_chunks(&tokens[done..], done, &blocks, cache.block())?.0;
-        cache.insert(tokens, &blocks);
-        Ok(blocks)
+        // `done` is block-aligned here: a partial block is only ever the end of a hit. The rest
+        // runs in the usual large chunks (one forward per 512 tokens, not per cache block);
+        // its key/values are then cut into cache blocks for storing.
+        let cached = blocks.layers.first().map_or(0, Vec::len);
+        let computed = self.run_sequence(&tokens[done..], done, &blocks)?.0;
+        cache.insert(tokens, &computed.reblocked(cached, cache.block())?);
+        Ok(computed)
     }
 
     /// Prefix-cache counters (`None` when the cache is off).

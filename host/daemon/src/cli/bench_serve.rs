@@ -19,7 +19,7 @@ use arbiter_engine::{EngineOptions, Message, RewardModel};
 use arbiter_plugins::HostConfig;
 
 use super::EngineArgs;
-use super::bench_engine::{Case, read_cases};
+use super::bench_engine::{Case, median, read_cases};
 use super::http::request;
 
 fn pct(mut v: Vec<f64>, q: f64) -> f64 {
@@ -69,7 +69,11 @@ pub fn serve(clients: usize, seconds: u64, real: Option<RealModel<'_>>) -> Resul
         std::thread::sleep(Duration::from_millis(10));
     }
     match real {
-        Some(r) => shared_prompts(addr, clients, seconds, &read_cases(r.input)?, model.as_ref()),
+        Some(r) => {
+            let cases = read_cases(r.input)?;
+            shared_prompts(addr, clients, seconds, &cases, model.as_ref());
+            fairness(addr, seconds, &cases, model.as_ref())?;
+        }
         None => {
             reload_latency(addr, plugins.path())?;
             overhead(addr, model.as_ref())?;
@@ -86,6 +90,85 @@ pub fn serve(clients: usize, seconds: u64, real: Option<RealModel<'_>>) -> Resul
     }
     let _ = stop.send(());
     rt.block_on(server).context("server task")??;
+    Ok(())
+}
+
+/// Latency of a small `/v1/score` alone, and while a large request (every response of every
+/// case, for the first case's prompt) runs again and again: with the large request queued in
+/// batch-sized parts, the small one waits for at most the batch in progress.
+fn fairness(addr: SocketAddr, seconds: u64, cases: &[Case], model: &dyn RewardModel) -> Result<()> {
+    let Some(first) = cases.first() else { return Ok(()) };
+    let responses: Vec<String> = cases.iter().flat_map(|c| c.responses.clone()).collect();
+    let large = serde_json::json!({"messages": first.messages, "responses": responses}).to_string();
+    let small_messages = vec![Message { role: "user".into(), content: "Is water wet?".into() }];
+    let small = serde_json::json!({"messages": small_messages, "responses": ["Yes."]}).to_string();
+    // One batch: as many of the large request's responses as fill the model's batch budget.
+    let budget = model.limits().max_batch_tokens;
+    let prepared = model.prepare(&first.messages, &responses)?;
+    let (mut tokens, mut n) = (0, 0);
+    for s in &prepared.sequences {
+        if n > 0 && tokens + s.len() > budget {
+            break;
+        }
+        tokens += s.len();
+        n += 1;
+    }
+    let mut batch_times = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        model.score(&first.messages, &responses[..n])?;
+        batch_times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let time = |body: &str| {
+        let t = Instant::now();
+        let (status, _) = request(addr, "POST", "/v1/score", Some(body));
+        (status, t.elapsed().as_secs_f64() * 1000.0)
+    };
+    let alone: Vec<f64> = (0..20).map(|_| time(&small).1).collect();
+    let stop = AtomicBool::new(false);
+    let (mut under_load, mut large_times) = (Vec::new(), Vec::new());
+    std::thread::scope(|scope| {
+        let stop = &stop;
+        let large_client = scope.spawn(|| {
+            let mut times = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (status, ms) = time(&large);
+                if status == 200 {
+                    times.push(ms);
+                }
+            }
+            times
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let end = Instant::now() + Duration::from_secs(seconds);
+        while Instant::now() < end {
+            let (status, ms) = time(&small);
+            if status == 200 {
+                under_load.push(ms);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, Ordering::Relaxed);
+        large_times = large_client.join().unwrap_or_default();
+    });
+    outln!(
+        "fairness: one engine batch ({n} responses, {tokens} tokens of the large request) {:.0} ms; the large \
+         request ({} responses, {} tokens) {:.0} ms (median of {})",
+        median(batch_times),
+        responses.len(),
+        prepared.tokens(),
+        median(large_times.clone()),
+        large_times.len()
+    );
+    outln!(
+        "  small /v1/score alone: p50 {:.1} ms; while the large request runs: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms \
+         ({} requests)",
+        pct(alone, 0.5),
+        pct(under_load.clone(), 0.5),
+        pct(under_load.clone(), 0.99),
+        pct(under_load.clone(), 1.0),
+        under_load.len()
+    );
     Ok(())
 }
 

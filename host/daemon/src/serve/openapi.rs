@@ -13,7 +13,7 @@ pub const DOCUMENT: &str = r##"{
                 "properties": {"error": {"type": "string"}, "type": {"type": "string"}}}
     },
     "responses": {
-      "Error": {"description": "Error: 400 bad input (names the field), 401 bad API key, 404 unknown policy, 413 body or tokens too large, 429 overloaded, 502 a plugin broke a limit or its output contract (type plugin_<kind>), 503 instance pool full or engine unhealthy",
+      "Error": {"description": "Error: 400 bad input or parameters (names the field or parameter; also incomplete_body), 401 bad API key (WWW-Authenticate: Bearer), 404 unknown route, policy or rule, 405 method not allowed, 408 body not received within --body-timeout-seconds, 413 body, tokens (too_many_tokens: --max-input-tokens, --max-request-tokens) or candidates too large, 429 overloaded (admission or queue full), 500 engine failure, 502 a plugin broke a limit or its output contract (type plugin_<kind>), 503 instance pool full, engine unhealthy, too_many_connections, or shutting_down (the drain deadline passed)",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     }
   },

@@ -36,6 +36,35 @@ impl KvBlocks {
             mine.extend(theirs.iter().cloned());
         }
     }
+
+    /// The same key/values with every block from index `keep` on re-cut into blocks of `size`
+    /// tokens (the last possibly shorter); the first `keep` blocks are shared as they are.
+    /// Each new block owns its memory, so a cache holding it holds only its own tokens.
+    ///
+    /// # Errors
+    /// Tensor failures.
+    pub fn reblocked(&self, keep: usize, size: usize) -> candle_core::Result<KvBlocks> {
+        let mut out = KvBlocks::empty(self.layers.len());
+        for (mine, theirs) in out.layers.iter_mut().zip(&self.layers) {
+            let (head, rest) = theirs.split_at(keep.min(theirs.len()));
+            mine.extend(head.iter().cloned());
+            if rest.is_empty() {
+                continue;
+            }
+            // Blocks are `[kv_heads, len, dim]`: tokens along dim 1.
+            let ks: Vec<&Tensor> = rest.iter().map(|(k, _)| k).collect();
+            let vs: Vec<&Tensor> = rest.iter().map(|(_, v)| v).collect();
+            let (k, v) = (Tensor::cat(&ks, 1)?, Tensor::cat(&vs, 1)?);
+            let total = k.dim(1)?;
+            let mut start = 0;
+            while start < total {
+                let len = size.max(1).min(total - start);
+                mine.push((k.narrow(1, start, len)?.force_contiguous()?, v.narrow(1, start, len)?.force_contiguous()?));
+                start += len;
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// One run of tokens to push through the decoder.
