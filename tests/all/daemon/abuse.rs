@@ -193,3 +193,31 @@ fn a_request_over_its_token_budget_is_a_413_naming_the_flag() {
     assert!(v["error"].as_str().is_some_and(|e| e.contains("--max-request-tokens")), "{v}");
     server.shutdown().expect("clean shutdown");
 }
+
+#[test]
+fn a_half_closed_request_is_treated_as_abandoned_promptly() {
+    // As nginx (499) and Go's net/http: a read EOF means the client is gone. The connection is
+    // closed at once (no hang) and the request's engine work is never done.
+    let model = slow(Duration::from_millis(600));
+    let batches = model.batches.clone();
+    let server = Server::start(Duration::ZERO, None, |c| c.model = Arc::new(model));
+    let a = server.addr;
+    let busy = std::thread::spawn(move || {
+        super::harness::post(a, "/v1/score", &json!({"messages": conversation(), "responses": ["x"]}))
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    let started = Instant::now();
+    let mut s = TcpStream::connect(a).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.write_all(&score_request("")).expect("write");
+    s.shutdown(std::net::Shutdown::Write).expect("half-close");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(started.elapsed() < Duration::from_secs(2), "the half-closed connection hung {:?}", started.elapsed());
+    assert_eq!(busy.join().expect("busy").0, 200);
+    std::thread::sleep(Duration::from_millis(700));
+    // Dropped before it reached the engine (hyper may not even start it: it sees the EOF in
+    // the same read as the request).
+    assert_eq!(batches.load(std::sync::atomic::Ordering::SeqCst), 1, "only the busy request ran");
+    server.shutdown().expect("clean shutdown");
+}
