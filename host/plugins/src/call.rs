@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{CallHook, Engine, Store, Trap, UpdateDeadline};
 
 use crate::backend::RewardBackend;
 use crate::error::ErrorKind;
@@ -39,9 +39,14 @@ pub(crate) fn new_store(engine: &Engine, limits: &Limits, reward: Arc<dyn Reward
     // `set_fuel` only fails when fuel is disabled in the engine, which `PluginHost::new` never does.
     let _ = store.set_fuel(limits.fuel);
     store.set_epoch_deadline(1);
+    store.call_hook(|mut ctx, hook| match hook {
+        CallHook::CallingHost => ctx.data_mut().charge_host_call(),
+        _ => Ok(()),
+    });
     store.epoch_deadline_callback(|ctx| {
         let state = ctx.data();
         state.check_cancelled()?;
+        state.check_deadline()?;
         if state.guest_time() >= state.limits.timeout {
             Err(wasmtime::Error::new(Abort::Timeout))
         } else {
@@ -77,6 +82,8 @@ pub(crate) fn classify(err: &wasmtime::Error, stats: &CallStats, limits: &Limits
             Abort::Denied(what) => ErrorKind::Denied(what.clone()),
             Abort::Exit => ErrorKind::Trap(with_stderr("the guest called wasi:cli/exit".into(), stats)),
             Abort::Cancelled => ErrorKind::Cancelled,
+            Abort::HostCalls => ErrorKind::HostCalls { limit: limits.max_host_calls },
+            Abort::Deadline => ErrorKind::Deadline { limit_ms: duration_ms(limits.deadline) },
         };
     }
     if let Some(pool) = err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {

@@ -104,6 +104,18 @@ pub enum ErrorKind {
     /// The request was abandoned while the guest ran (its client went away).
     #[error("stopped: the request was abandoned")]
     Cancelled,
+    /// The guest called into the host more often than allowed.
+    #[error("made more than {limit} host calls")]
+    HostCalls {
+        /// The limit.
+        limit: u64,
+    },
+    /// The whole call, host time included, ran past its deadline.
+    #[error("ran past its call deadline of {limit_ms} ms (host time included)")]
+    Deadline {
+        /// The deadline in milliseconds.
+        limit_ms: u64,
+    },
 }
 
 impl ErrorKind {
@@ -129,6 +141,8 @@ impl ErrorKind {
             ErrorKind::InvalidOutput(_) => "invalid-output",
             ErrorKind::Reward(_) => "reward-failed",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::HostCalls { .. } => "host-calls",
+            ErrorKind::Deadline { .. } => "deadline",
         }
     }
 
@@ -145,6 +159,51 @@ impl ErrorKind {
                 | ErrorKind::Cancelled
                 | ErrorKind::Policy(PolicyError::InvalidParams(_) | PolicyError::NoCandidates)
         )
+    }
+}
+
+/// Longest text a plugin's bytes may put into one error message.
+pub(crate) const MAX_ERROR_TEXT: usize = 2048;
+
+/// `text` cut to at most `max` bytes (on a character boundary), saying how long it was:
+/// a plugin's bytes reach error messages, logs and HTTP bodies only through this.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..cut], text.len())
+}
+
+impl ErrorKind {
+    /// The same error with every plugin-supplied text clipped to [`MAX_ERROR_TEXT`].
+    pub(crate) fn bounded(self) -> Self {
+        let c = |s: String| clip(&s, MAX_ERROR_TEXT);
+        match self {
+            ErrorKind::Load(s) => ErrorKind::Load(c(s)),
+            ErrorKind::Link(s) => ErrorKind::Link(c(s)),
+            ErrorKind::Trap(s) => ErrorKind::Trap(c(s)),
+            ErrorKind::Denied(s) => ErrorKind::Denied(c(s)),
+            ErrorKind::RewardQuota(s) => ErrorKind::RewardQuota(c(s)),
+            ErrorKind::Busy(s) => ErrorKind::Busy(c(s)),
+            ErrorKind::InputTooLarge(s) => ErrorKind::InputTooLarge(c(s)),
+            ErrorKind::Policy(PolicyError::InvalidParams(s)) => ErrorKind::Policy(PolicyError::InvalidParams(c(s))),
+            ErrorKind::Policy(PolicyError::Failed(s)) => ErrorKind::Policy(PolicyError::Failed(c(s))),
+            ErrorKind::Rule { index, message } => ErrorKind::Rule { index, message: c(message) },
+            ErrorKind::InvalidOutput(s) => ErrorKind::InvalidOutput(c(s)),
+            other => other,
+        }
+    }
+}
+
+impl PluginError {
+    /// An error of `plugin`, its texts bounded (see [`clip`]).
+    pub(crate) fn new(plugin: &PluginId, kind: ErrorKind) -> Self {
+        let plugin = PluginId { name: clip(&plugin.name, 255), ..plugin.clone() };
+        Self { plugin, kind: kind.bounded() }
     }
 }
 

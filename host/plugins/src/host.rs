@@ -1,6 +1,8 @@
 //! The plugin host: one wasmtime `Engine`, its epoch ticker, the compile cache, and loading.
 //!
-//! Loading is: size cap → component check → compile (or cache hit) → world check →
+//! Loading is: bounded read (regular files only) → size cap → component check → structural
+//! intake check (text size, instantiation fan-out, nesting, functions, locals) → compile (or
+//! cache hit) → world check →
 //! link (import policy) → `InstancePre` → `info()`/`name()` smoke call under
 //! [`Limits::smoke`]. Loading is synchronous and CPU-heavy (Cranelift); async callers must
 //! run it on a blocking thread.
@@ -17,6 +19,7 @@ use crate::bindings::{Policy, PolicyPre, RulePre};
 use crate::cache::CompileCache;
 use crate::call::CallStats;
 use crate::error::{ErrorKind, PluginError, PluginId};
+use crate::intake::{self, IntakeLimits};
 use crate::limits::Limits;
 use crate::plugin::{LoadReport, Plugin, PluginKind, Prepared};
 use crate::state::CallState;
@@ -38,6 +41,8 @@ pub struct HostConfig {
     pub max_concurrent_instances: Option<u32>,
     /// Largest per-plugin memory limit the host accepts (pool slot size).
     pub max_plugin_memory: usize,
+    /// Structural limits checked before a plugin is compiled.
+    pub intake: IntakeLimits,
 }
 
 impl Default for HostConfig {
@@ -49,6 +54,7 @@ impl Default for HostConfig {
             epoch_tick: Duration::from_millis(5),
             max_concurrent_instances: Some(128),
             max_plugin_memory: 512 << 20,
+            intake: IntakeLimits::default(),
         }
     }
 }
@@ -124,9 +130,11 @@ impl PluginHost {
     /// See [`PluginHost::load`]; unreadable files are [`ErrorKind::Load`].
     pub fn load_file(&self, path: &Path, limits: Limits) -> Result<Plugin, PluginError> {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_owned();
-        let bytes = std::fs::read(path).map_err(|e| PluginError {
-            plugin: PluginId { name: stem.clone(), version: "?".into(), sha256: String::new() },
-            kind: ErrorKind::Load(format!("cannot read {}: {e}", path.display())),
+        let bytes = intake::read_file(path, self.shared.config.max_plugin_bytes).map_err(|m| {
+            PluginError::new(
+                &PluginId { name: stem.clone(), version: "?".into(), sha256: String::new() },
+                ErrorKind::Load(m),
+            )
         })?;
         self.load(&stem, &bytes, limits)
     }
@@ -139,7 +147,7 @@ impl PluginHost {
     pub fn load(&self, origin: &str, bytes: &[u8], limits: Limits) -> Result<Plugin, PluginError> {
         let sha256 = hex(&Sha256::digest(bytes));
         let id = PluginId { name: origin.to_owned(), version: "?".into(), sha256 };
-        let fail = |id: &PluginId, kind: ErrorKind| PluginError { plugin: id.clone(), kind };
+        let fail = |id: &PluginId, kind: ErrorKind| PluginError::new(id, kind);
         let max = self.shared.config.max_plugin_bytes;
         if bytes.len() > max {
             return Err(fail(
@@ -148,6 +156,7 @@ impl PluginHost {
             ));
         }
         check_component_header(bytes).map_err(|m| fail(&id, ErrorKind::Load(m)))?;
+        let binary = intake::check(bytes, &self.shared.config.intake).map_err(|m| fail(&id, ErrorKind::Load(m)))?;
         if limits.memory_bytes > self.shared.config.max_plugin_memory {
             return Err(fail(
                 &id,
@@ -159,7 +168,7 @@ impl PluginHost {
         }
 
         let started = Instant::now();
-        let (component, cached) = self.compile(&id.sha256, bytes).map_err(|m| fail(&id, ErrorKind::Load(m)))?;
+        let (component, cached) = self.compile(&id.sha256, &binary).map_err(|m| fail(&id, ErrorKind::Load(m)))?;
         let compile_time = started.elapsed();
 
         let engine = &self.shared.engine;

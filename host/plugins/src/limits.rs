@@ -29,6 +29,12 @@ pub struct Limits {
     pub reward_responses: u64,
     /// Bytes of text a plugin may send through `reward.score`/`count-tokens` per call.
     pub reward_bytes: u64,
+    /// Calls from the guest into the host per call (every import: `reward`, `log`, WASI), so
+    /// a loop of cheap or empty host calls cannot run on forever.
+    pub max_host_calls: u64,
+    /// Wall-clock time of the whole call, host time (the engine) included: the deadline a
+    /// plugin that keeps the host busy on its behalf still meets.
+    pub deadline: Duration,
 }
 
 impl Default for Limits {
@@ -43,6 +49,8 @@ impl Default for Limits {
             max_log_bytes: 64 << 10,
             reward_responses: 4096,
             reward_bytes: 64 << 20,
+            max_host_calls: 100_000,
+            deadline: Duration::from_secs(120),
         }
     }
 }
@@ -63,7 +71,8 @@ impl Limits {
     /// Applies one `key=value` override, as given on the command line.
     ///
     /// Keys: `fuel`, `timeout-ms`, `memory-mib`, `max-input-bytes`, `max-candidates`,
-    /// `max-reason-bytes`, `max-log-bytes`, `reward-responses`, `reward-bytes`.
+    /// `max-reason-bytes`, `max-log-bytes`, `reward-responses`, `reward-bytes`,
+    /// `max-host-calls`, `deadline-ms`.
     ///
     /// # Errors
     /// Names the key or value that is wrong.
@@ -88,10 +97,13 @@ impl Limits {
             "max-log-bytes" => self.max_log_bytes = as_usize(number)?,
             "reward-responses" => self.reward_responses = number,
             "reward-bytes" => self.reward_bytes = number,
+            "max-host-calls" => self.max_host_calls = number,
+            "deadline-ms" => self.deadline = Duration::from_millis(number),
             other => {
                 return Err(format!(
                     "unknown limit `{other}` (known: fuel, timeout-ms, memory-mib, max-input-bytes, \
-                     max-candidates, max-reason-bytes, max-log-bytes, reward-responses, reward-bytes)"
+                     max-candidates, max-reason-bytes, max-log-bytes, reward-responses, reward-bytes, \
+                     max-host-calls, deadline-ms)"
                 ));
             }
         }

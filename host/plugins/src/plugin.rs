@@ -85,7 +85,7 @@ impl Plugin {
     ) -> Result<Self, PluginError> {
         let smoke = Limits::smoke();
         let stack = shared.config.max_wasm_stack;
-        let fail = |kind| PluginError { plugin: id.clone(), kind };
+        let fail = |kind| PluginError::new(&id, kind);
         let mut store = call::new_store(&shared.engine, &smoke, Arc::new(NoModel));
         let outcome: wasmtime::Result<PolicyInfo> = match &prepared {
             Prepared::Policy(pre) => pre
@@ -136,7 +136,7 @@ impl Plugin {
     }
 
     fn error(&self, kind: ErrorKind) -> PluginError {
-        PluginError { plugin: self.id.clone(), kind }
+        PluginError::new(&self.id, kind)
     }
 
     fn wrong_kind(&self, wanted: PluginKind) -> PluginError {
@@ -229,7 +229,7 @@ impl Plugin {
 fn blame_reward(e: PluginError, reward_failure: Option<crate::backend::RewardError>) -> PluginError {
     match (reward_failure, &e.kind) {
         (Some(cause), ErrorKind::Policy(crate::types::PolicyError::Failed(_)) | ErrorKind::Trap(_)) => {
-            PluginError { plugin: e.plugin, kind: ErrorKind::Reward(cause) }
+            PluginError::new(&e.plugin, ErrorKind::Reward(cause))
         }
         _ => e,
     }

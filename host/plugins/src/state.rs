@@ -31,6 +31,10 @@ pub(crate) enum Abort {
     Exit,
     #[error("the request was abandoned")]
     Cancelled,
+    #[error("host call limit exceeded")]
+    HostCalls,
+    #[error("call deadline exceeded")]
+    Deadline,
 }
 
 /// Memory accounting for the guest's linear memories and tables.
@@ -74,6 +78,9 @@ impl ResourceLimiter for Limiter {
     }
 }
 
+/// What one log line costs beyond its text, so that empty lines cannot pile up for free.
+const LOG_LINE_COST: usize = 64;
+
 /// Captured guest output, capped at `limits.max_log_bytes` in total.
 #[derive(Debug, Default)]
 pub(crate) struct LogBuffer {
@@ -99,7 +106,7 @@ impl LogBuffer {
     }
 
     pub(crate) fn push(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
-        self.charge(message.len())?;
+        self.charge(message.len() + LOG_LINE_COST)?;
         self.lines.push(LogLine { level, message });
         Ok(())
     }
@@ -113,6 +120,10 @@ impl LogBuffer {
         while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=pos).collect();
             let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            self.bytes = self.bytes.saturating_add(LOG_LINE_COST);
+            if self.bytes > self.cap {
+                return Err(wasmtime::Error::new(Abort::LogLimit));
+            }
             self.lines.push(LogLine { level, message: text });
         }
         Ok(())
@@ -147,6 +158,8 @@ pub(crate) struct CallState {
     /// after it (a policy error, a trap) failed because of it, and the host reports this
     /// typed cause instead of the guest's own words (see `Plugin::select`).
     pub(crate) reward_failure: Option<crate::backend::RewardError>,
+    /// Calls from the guest into the host so far (counted by the store's call hook).
+    pub(crate) host_calls: u64,
 }
 
 impl CallState {
@@ -161,8 +174,23 @@ impl CallState {
             started: Instant::now(),
             host_time: Duration::ZERO,
             reward_failure: None,
+            host_calls: 0,
             limits,
         }
+    }
+
+    /// Charges one guest → host call (every import and libcall passes here).
+    pub(crate) fn charge_host_call(&mut self) -> wasmtime::Result<()> {
+        self.host_calls += 1;
+        if self.host_calls > self.limits.max_host_calls {
+            return Err(wasmtime::Error::new(Abort::HostCalls));
+        }
+        Ok(())
+    }
+
+    /// Fails once the whole call, host time included, is past its deadline.
+    pub(crate) fn check_deadline(&self) -> wasmtime::Result<()> {
+        if self.started.elapsed() >= self.limits.deadline { Err(wasmtime::Error::new(Abort::Deadline)) } else { Ok(()) }
     }
 
     /// Stops the guest (at a host call or epoch tick) once its request was abandoned.
@@ -212,11 +240,17 @@ impl wit_reward::Host for CallState {
             + responses.iter().map(String::len).sum::<usize>();
         self.charge_reward(responses.len() as u64, text_bytes as u64)?;
         self.check_cancelled()?;
+        self.check_deadline()?;
+        if responses.is_empty() {
+            // Nothing to score: no engine round trip (the call itself was charged).
+            return Ok(Ok(Vec::new()));
+        }
         let conversation: Vec<Message> = conversation.into_iter().map(Into::into).collect();
         let started = Instant::now();
         let result = self.reward.score(&conversation, &responses);
         self.host_time += started.elapsed();
         self.check_cancelled()?;
+        self.check_deadline()?;
         let result = result.map_err(|e| {
             let message = e.message.clone();
             self.reward_failure = Some(e);

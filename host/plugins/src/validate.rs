@@ -58,7 +58,8 @@ pub(crate) fn identity(info: &PolicyInfo) -> Result<(), String> {
             && value.len() <= MAX_IDENT
             && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'));
         if !ok {
-            return Err(format!("{what} {value:?} must be 1–{MAX_IDENT} characters of [A-Za-z0-9._+-]"));
+            let shown = crate::error::clip(value, MAX_IDENT);
+            return Err(format!("{what} {shown:?} must be 1–{MAX_IDENT} characters of [A-Za-z0-9._+-]"));
         }
     }
     Ok(())
