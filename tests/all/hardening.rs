@@ -172,3 +172,71 @@ fn host_time_counts_against_the_call_deadline() {
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     plugin.select(&benign, model).expect("next call succeeds");
 }
+
+mod registry {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use arbiter::serve::metrics::Metrics;
+    use arbiter::serve::registry::Registry;
+    use arbiter_plugins::Limits;
+
+    use crate::support::{self, component, policy_wat};
+
+    /// A policy named `name`, version `version` (5 characters), from inline WAT.
+    fn policy(name: &str, version: &str) -> Vec<u8> {
+        let wat = policy_wat("", "", "")
+            .replace("\"hostile\"", &format!("\"{name}\""))
+            .replace("\"1.0.0\"", &format!("\"{version}\""));
+        let wat = wat.replace(
+            "(i32.store (i32.const 260) (i32.const 7))",
+            &format!("(i32.store (i32.const 260) (i32.const {}))", name.len()),
+        );
+        component("plain", &wat)
+    }
+
+    fn registry() -> (Registry, tempfile::TempDir) {
+        let (host, dir) = support::host();
+        (Registry::new(host, Limits::default(), Arc::new(Metrics::default())).expect("registry"), dir)
+    }
+
+    fn serving(r: &Registry, name: &str) -> Option<(String, String)> {
+        let (_, e) = r.entries().into_iter().find(|(n, _)| n == name)?;
+        Some((e.plugin.map(|p| p.id().version.clone()).unwrap_or_default(), e.source))
+    }
+
+    fn write(dir: &Path, file: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let path = dir.join(file);
+        std::fs::write(&path, bytes).expect("write");
+        path
+    }
+
+    #[test]
+    fn a_deleted_file_takes_its_version_and_its_errors_with_it() {
+        let (r, _d) = registry();
+        let dir = tempfile::tempdir().expect("dir");
+        // Two files both provide `argmax`: the newer serves; deleting it brings back the other
+        // file's version, not the bundled one.
+        let a = write(dir.path(), "a.wasm", &policy("argmax", "2.0.0"));
+        r.reload(&a);
+        let b = write(dir.path(), "b.wasm", &policy("argmax", "3.0.0"));
+        r.reload(&b);
+        assert_eq!(serving(&r, "argmax").map(|s| s.0).as_deref(), Some("3.0.0"));
+        std::fs::remove_file(&b).expect("rm");
+        r.reload(&b);
+        assert_eq!(serving(&r, "argmax").map(|s| s.0).as_deref(), Some("2.0.0"));
+        std::fs::remove_file(&a).expect("rm");
+        r.reload(&a);
+        assert_eq!(serving(&r, "argmax").map(|s| s.1).as_deref(), Some("bundled"));
+        // A file that never loaded leaves an error entry, which goes with the file.
+        let bad = write(dir.path(), "garbage.wasm", &vec![b'x'; 20 << 20]);
+        r.reload(&bad);
+        let (_, entry) = r.entries().into_iter().find(|(n, _)| n == "garbage").expect("error entry");
+        assert!(entry.plugin.is_none());
+        let error = entry.last_error.expect("error");
+        assert!(error.len() < 4096, "{} bytes of error", error.len());
+        std::fs::remove_file(&bad).expect("rm");
+        r.reload(&bad);
+        assert!(r.entries().iter().all(|(n, _)| n != "garbage"), "the failed entry outlived its file");
+    }
+}

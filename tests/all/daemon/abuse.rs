@@ -221,3 +221,47 @@ fn a_half_closed_request_is_treated_as_abandoned_promptly() {
     assert_eq!(batches.load(std::sync::atomic::Ordering::SeqCst), 1, "only the busy request ran");
     server.shutdown().expect("clean shutdown");
 }
+
+#[test]
+fn a_slow_or_blocking_plugin_file_delays_no_other() {
+    let dir = tempfile::tempdir().expect("dir");
+    // A FIFO (would block a plain open) and a large component that takes a while to compile,
+    // next to a small good plugin.
+    let fifo = dir.path().join("a-fifo.wasm");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    let funcs: String =
+        (0..40_000).map(|i| format!("(func $f{i} (result i32) (i32.add (i32.const {i}) (i32.const 1)))")).collect();
+    let slow = crate::support::component(
+        "plain",
+        &crate::support::policy_wat("", &funcs, "").replace("\"hostile\"", "\"slowpok\""),
+    );
+    std::fs::write(dir.path().join("b-slow.wasm"), slow).expect("write");
+    let fast = crate::support::component(
+        "plain",
+        &crate::support::policy_wat("", "", "")
+            .replace("\"hostile\"", "\"speedy\"")
+            .replace("(i32.const 260) (i32.const 7)", "(i32.const 260) (i32.const 6)"),
+    );
+    std::fs::write(dir.path().join("c-fast.wasm"), fast).expect("write");
+    let started = Instant::now();
+    let server = Server::start_answering(Duration::ZERO, Some(dir.path()), |c| c.host.cache_dir = None);
+    let answered = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut fast_at, mut slow_at) = (None, None);
+    while (fast_at.is_none() || slow_at.is_none()) && Instant::now() < deadline {
+        let (_, policies) = get(server.addr, "/v1/policies");
+        if fast_at.is_none() && policies.contains("\"speedy\"") {
+            fast_at = Some(started.elapsed());
+        }
+        if slow_at.is_none() && policies.contains("\"slowpok\"") {
+            slow_at = Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (fast_at, slow_at) = (fast_at.expect("fast plugin loaded"), slow_at.expect("slow plugin loaded"));
+    eprintln!("health answered after {answered:?}; fast plugin {fast_at:?}; slow plugin {slow_at:?}");
+    assert!(fast_at < slow_at, "the fast plugin waited for the slow one: {fast_at:?} vs {slow_at:?}");
+    let (_, policies) = get(server.addr, "/v1/policies");
+    assert!(policies.contains("not a regular file"), "the FIFO is reported: {policies}");
+    server.shutdown().expect("clean shutdown");
+}

@@ -78,6 +78,18 @@ pub struct Server {
 
 impl Server {
     pub fn start(delay: Duration, plugins: Option<&Path>, adjust: impl FnOnce(&mut ServeConfig)) -> Server {
+        let server = Self::start_answering(delay, plugins, adjust);
+        // Ready when the plugins directory's first loads are applied.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !get(server.addr, "/health").1.contains("\"plugins_loading\":0") {
+            assert!(Instant::now() < deadline, "plugins never finished loading");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// Starts the server and returns once `/health` answers (plugins may still be loading).
+    pub fn start_answering(delay: Duration, plugins: Option<&Path>, adjust: impl FnOnce(&mut ServeConfig)) -> Server {
         let cache = tempfile::tempdir().expect("cache dir");
         let mut config = ServeConfig {
             plugins_dir: plugins.map(Path::to_path_buf),

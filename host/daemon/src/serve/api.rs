@@ -363,7 +363,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiEr
             .await
             .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", e.to_string()))?;
     }
-    Ok(Json(json!({"status": "ok"})))
+    Ok(Json(json!({"status": "ok", "plugins_loading": state.registry.loading()})))
 }
 
 /// The effective settings: limits come from the model that enforces them, not from a copy.

@@ -144,15 +144,21 @@ pub async fn run(
     let metrics = Arc::new(Metrics::default());
     let host = PluginHost::new(config.host.clone()).context("starting the plugin host")?;
     let registry = {
-        let (host, limits, metrics, dir) =
-            (host.clone(), config.limits.clone(), metrics.clone(), config.plugins_dir.clone());
-        let registry = tokio::task::spawn_blocking(move || Registry::new(host, limits, metrics, dir.as_deref()))
+        let (host, limits, metrics) = (host.clone(), config.limits.clone(), metrics.clone());
+        let registry = tokio::task::spawn_blocking(move || Registry::new(host, limits, metrics))
             .await
-            .context("loading plugins")??;
+            .context("loading the bundled plugins")??;
         Arc::new(registry)
     };
+    // The directory's files load in the background, each on its own thread: the server (and
+    // /health) answers from the start, and one slow file delays no other.
     let _watcher = match &config.plugins_dir {
-        Some(dir) => Some(watch::start(dir, registry.clone()).with_context(|| format!("watching {}", dir.display()))?),
+        Some(dir) => {
+            // Watch first, then list: a file added in between is seen by one or the other.
+            let watcher = watch::start(dir, registry.clone()).with_context(|| format!("watching {}", dir.display()))?;
+            watch::reload_each(&registry, Registry::plugin_files(dir)?);
+            Some(watcher)
+        }
         None => None,
     };
     let queue = match config.max_queued_jobs {

@@ -3,11 +3,17 @@
 //! Each name maps to an `Arc<Plugin>`. A request clones the `Arc` once and keeps it, so
 //! in-flight requests finish on the version they started with while a reload swaps the map
 //! entry under a short write lock. A failed load leaves the previous version serving and
-//! records the error; deleting a file unloads its plugin (the bundled one, if it overrode
-//! one, serves again) once in-flight calls drop their `Arc`s.
+//! records the error; deleting a file unloads what it provided (another file providing the
+//! same name serves again, else the bundled plugin, else the name goes away) and forgets its
+//! errors.
+//!
+//! Reloads are independent: each file loads on its own blocking thread, and a file's result is
+//! applied only if no newer reload of the same file started meanwhile, so one slow file never
+//! delays another and an old version never overwrites a newer one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
@@ -16,13 +22,11 @@ use arbiter_plugins::{Limits, Plugin, PluginHost};
 use super::metrics::Metrics;
 use crate::bundled;
 
-/// One served name.
+/// One served name, as `/v1/policies` shows it.
 #[derive(Clone)]
 pub struct Entry {
     /// The version serving now (None only while a first load has failed).
     pub plugin: Option<Arc<Plugin>>,
-    /// The bundled plugin of this name, restored when an overriding file is deleted.
-    pub bundled: Option<Arc<Plugin>>,
     /// Where the serving version came from.
     pub source: String,
     /// When the serving version was loaded.
@@ -31,144 +35,200 @@ pub struct Entry {
     pub last_error: Option<String>,
 }
 
+/// A version provided by a file.
+#[derive(Clone)]
+struct Provided {
+    path: PathBuf,
+    plugin: Arc<Plugin>,
+    loaded_at: SystemTime,
+}
+
+/// Everything known about one name.
+#[derive(Clone, Default)]
+struct Name {
+    bundled: Option<Arc<Plugin>>,
+    /// Versions from files, oldest first; the last one serves.
+    provided: Vec<Provided>,
+    /// `(file, error)` of the last failed load for this name.
+    last_error: Option<(PathBuf, String)>,
+    started_at: Option<SystemTime>,
+}
+
+impl Name {
+    fn entry(&self) -> Entry {
+        let error = self.last_error.as_ref().map(|(_, e)| e.clone());
+        match (self.provided.last(), &self.bundled) {
+            (Some(p), _) => Entry {
+                plugin: Some(p.plugin.clone()),
+                source: p.path.display().to_string(),
+                loaded_at: p.loaded_at,
+                last_error: error,
+            },
+            (None, Some(b)) => Entry {
+                plugin: Some(b.clone()),
+                source: "bundled".into(),
+                loaded_at: self.started_at.unwrap_or(SystemTime::UNIX_EPOCH),
+                last_error: error,
+            },
+            (None, None) => Entry {
+                plugin: None,
+                source: self.last_error.as_ref().map(|(p, _)| p.display().to_string()).unwrap_or_default(),
+                loaded_at: SystemTime::now(),
+                last_error: error,
+            },
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bundled.is_none() && self.provided.is_empty() && self.last_error.is_none()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    names: BTreeMap<String, Name>,
+    /// File → the name it provides (or, after a failed first load, its stem).
+    files: BTreeMap<PathBuf, String>,
+    /// File → number of its latest reload; a finished reload applies only if still the latest.
+    generations: BTreeMap<PathBuf, u64>,
+}
+
 /// Name → entry, plus which file provides which name.
 pub struct Registry {
     host: PluginHost,
     limits: Limits,
     metrics: Arc<Metrics>,
-    /// Guarded by one lock so a swap is atomic for readers.
+    /// Guarded by one lock so a swap is atomic for readers; never held while compiling.
     state: RwLock<State>,
-}
-
-#[derive(Default)]
-struct State {
-    entries: BTreeMap<String, Entry>,
-    /// File → plugin name it provided last (for deletions and renames).
-    files: BTreeMap<PathBuf, String>,
+    /// Reloads started and not yet applied (for `/health`).
+    loading: AtomicUsize,
 }
 
 impl Registry {
-    /// Loads the bundled plugins, then every `.wasm` in `dir`.
-    pub fn new(host: PluginHost, limits: Limits, metrics: Arc<Metrics>, dir: Option<&Path>) -> anyhow::Result<Self> {
+    /// A registry serving the bundled plugins. Files are added by [`Registry::reload`].
+    ///
+    /// # Errors
+    /// A bundled plugin that fails to load (a broken build).
+    pub fn new(host: PluginHost, limits: Limits, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let mut state = State::default();
+        let now = SystemTime::now();
         for name in bundled::names() {
             let bytes = bundled::get(name).unwrap_or_default();
             let plugin = Arc::new(host.load(name, bytes, limits.clone())?);
-            state.entries.insert(
-                plugin.id().name.clone(),
-                Entry {
-                    plugin: Some(plugin.clone()),
-                    bundled: Some(plugin),
-                    source: "bundled".into(),
-                    loaded_at: SystemTime::now(),
-                    last_error: None,
-                },
-            );
+            let entry = state.names.entry(plugin.id().name.clone()).or_default();
+            entry.bundled = Some(plugin);
+            entry.started_at = Some(now);
         }
-        let registry = Self { host, limits, metrics, state: RwLock::new(state) };
-        if let Some(dir) = dir {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map_err(|e| anyhow::anyhow!("reading plugins directory {}: {e}", dir.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| is_plugin_file(p))
-                .collect();
-            files.sort();
-            for f in files {
-                registry.reload(&f);
-            }
-        }
-        Ok(registry)
+        Ok(Self { host, limits, metrics, state: RwLock::new(state), loading: AtomicUsize::new(0) })
+    }
+
+    /// The plugin files in `dir`, sorted.
+    ///
+    /// # Errors
+    /// The directory cannot be read.
+    pub fn plugin_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| anyhow::anyhow!("reading plugins directory {}: {e}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_plugin_file(p))
+            .collect();
+        files.sort();
+        Ok(files)
     }
 
     /// The serving version of `name`.
     pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
-        self.state.read().ok()?.entries.get(name)?.plugin.clone()
+        self.entry(name)?.plugin
+    }
+
+    fn entry(&self, name: &str) -> Option<Entry> {
+        Some(self.state.read().ok()?.names.get(name)?.entry())
     }
 
     /// A snapshot of every entry.
     pub fn entries(&self) -> Vec<(String, Entry)> {
-        self.state.read().map(|s| s.entries.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+        self.state.read().map(|s| s.names.iter().map(|(k, v)| (k.clone(), v.entry())).collect()).unwrap_or_default()
+    }
+
+    /// Reloads started and not yet applied.
+    pub fn loading(&self) -> usize {
+        self.loading.load(Ordering::Relaxed)
+    }
+
+    /// Reloads `path` on its own blocking thread (see [`Registry::reload`]); counted in
+    /// [`Registry::loading`] from now until it is applied.
+    pub fn spawn_reload(self: &Arc<Self>, path: PathBuf) {
+        self.loading.fetch_add(1, Ordering::Relaxed);
+        let registry = self.clone();
+        tokio::task::spawn_blocking(move || {
+            registry.reload(&path);
+            registry.loading.fetch_sub(1, Ordering::Relaxed);
+        });
     }
 
     /// (Re)loads `path`, or unloads what it provided if it no longer exists. Blocking
-    /// (compiles): call from a blocking thread.
+    /// (compiles): call from a blocking thread, one per file.
     pub fn reload(&self, path: &Path) {
-        if !path.exists() {
-            self.unload(path);
-            return;
+        let Some(generation) = self.begin(path) else { return };
+        let result =
+            if path.symlink_metadata().is_ok() { Some(self.host.load_file(path, self.limits.clone())) } else { None };
+        let Ok(mut s) = self.state.write() else { return };
+        if s.generations.get(path) != Some(&generation) {
+            return; // a newer reload of this file started: its result wins
         }
-        match self.host.load_file(path, self.limits.clone()) {
-            Ok(plugin) => {
-                let plugin = Arc::new(plugin);
-                let name = plugin.id().name.clone();
+        match result {
+            None => unload(&mut s, path),
+            Some(Ok(plugin)) => {
                 tracing::info!(plugin = %plugin.id(), file = %path.display(), "plugin loaded");
                 self.metrics.reloads.inc(&["ok"]);
-                let Ok(mut s) = self.state.write() else { return };
-                if let Some(previous) = s.files.insert(path.to_path_buf(), name.clone())
-                    && previous != name
-                {
-                    remove_name(&mut s, &previous);
+                let name = plugin.id().name.clone();
+                unload(&mut s, path);
+                s.files.insert(path.to_path_buf(), name.clone());
+                let entry = s.names.entry(name).or_default();
+                entry.provided.push(Provided {
+                    path: path.to_path_buf(),
+                    plugin: Arc::new(plugin),
+                    loaded_at: SystemTime::now(),
+                });
+                if entry.last_error.as_ref().is_some_and(|(p, _)| p == path) {
+                    entry.last_error = None;
                 }
-                let bundled = s.entries.get(&name).and_then(|e| e.bundled.clone());
-                s.entries.insert(
-                    name,
-                    Entry {
-                        plugin: Some(plugin),
-                        bundled,
-                        source: path.display().to_string(),
-                        loaded_at: SystemTime::now(),
-                        last_error: None,
-                    },
-                );
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::warn!(file = %path.display(), error = %e, "plugin load failed; previous version keeps serving");
                 self.metrics.reloads.inc(&["failed"]);
-                let Ok(mut s) = self.state.write() else { return };
-                let name = s
-                    .files
-                    .get(path)
-                    .cloned()
-                    .unwrap_or_else(|| path.file_stem().and_then(|x| x.to_str()).unwrap_or("plugin").to_owned());
-                let entry = s.entries.entry(name).or_insert_with(|| Entry {
-                    plugin: None,
-                    bundled: None,
-                    source: path.display().to_string(),
-                    loaded_at: SystemTime::now(),
-                    last_error: None,
-                });
-                entry.last_error = Some(e.to_string());
+                let stem = || path.file_stem().and_then(|x| x.to_str()).unwrap_or("plugin").to_owned();
+                let name = s.files.get(path).cloned().unwrap_or_else(stem);
+                s.files.insert(path.to_path_buf(), name.clone());
+                s.names.entry(name).or_default().last_error = Some((path.to_path_buf(), e.to_string()));
             }
         }
     }
 
-    fn unload(&self, path: &Path) {
-        let Ok(mut s) = self.state.write() else { return };
-        if let Some(name) = s.files.remove(path) {
-            tracing::info!(plugin = %name, file = %path.display(), "plugin file removed; unloading");
-            remove_name(&mut s, &name);
-        }
+    /// Starts a reload of `path`: its generation number.
+    fn begin(&self, path: &Path) -> Option<u64> {
+        let mut s = self.state.write().ok()?;
+        let generation = s.generations.entry(path.to_path_buf()).or_insert(0);
+        *generation += 1;
+        Some(*generation)
     }
 }
 
-/// Drops a file-provided version: the bundled one serves again, or the name goes away.
-fn remove_name(s: &mut State, name: &str) {
-    let restore = s.entries.get(name).and_then(|e| e.bundled.clone());
-    match restore {
-        Some(b) => {
-            s.entries.insert(
-                name.to_owned(),
-                Entry {
-                    plugin: Some(b.clone()),
-                    bundled: Some(b),
-                    source: "bundled".into(),
-                    loaded_at: SystemTime::now(),
-                    last_error: None,
-                },
-            );
+/// Drops what `path` provided and any error it recorded; the name falls back to another file's
+/// version, the bundled one, or goes away.
+fn unload(s: &mut State, path: &Path) {
+    let Some(name) = s.files.remove(path) else { return };
+    if let Some(entry) = s.names.get_mut(&name) {
+        let before = entry.provided.len();
+        entry.provided.retain(|p| p.path != path);
+        if entry.provided.len() != before {
+            tracing::info!(plugin = %name, file = %path.display(), "plugin file removed or replaced; unloading its version");
         }
-        None => {
-            s.entries.remove(name);
+        if entry.last_error.as_ref().is_some_and(|(p, _)| p == path) {
+            entry.last_error = None;
+        }
+        if entry.is_empty() {
+            s.names.remove(&name);
         }
     }
 }

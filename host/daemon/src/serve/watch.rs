@@ -1,5 +1,6 @@
 //! Watches the plugins directory (the directory, not the files: editors and deploy tools
-//! replace files by rename) and reloads what changed, off the async threads.
+//! replace files by rename) and reloads what changed, off the async threads, each file on its
+//! own thread.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -46,15 +47,17 @@ pub fn start(dir: &Path, registry: Arc<Registry>) -> anyhow::Result<notify::Reco
             if paths.is_empty() {
                 continue;
             }
-            let registry = registry.clone();
-            // Compilation is CPU-heavy: never on an async worker.
-            let _ = tokio::task::spawn_blocking(move || {
-                for p in paths {
-                    registry.reload(&p);
-                }
-            })
-            .await;
+            reload_each(&registry, paths);
         }
     });
     Ok(watcher)
+}
+
+/// Reloads each file on its own blocking thread (compiling is CPU-heavy: never on an async
+/// worker), so a slow or hostile file delays no other; the registry applies only the latest
+/// reload of each file.
+pub fn reload_each(registry: &Arc<Registry>, paths: Vec<PathBuf>) {
+    for p in paths {
+        registry.spawn_reload(p);
+    }
 }
