@@ -240,3 +240,47 @@ mod registry {
         assert!(r.entries().iter().all(|(n, _)| n != "garbage"), "the failed entry outlived its file");
     }
 }
+
+#[test]
+fn one_plugin_cannot_take_the_whole_instance_pool() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config =
+        HostConfig { cache_dir: Some(dir.path().to_path_buf()), max_calls_per_plugin: 2, ..HostConfig::default() };
+    let host = PluginHost::new(config).expect("host");
+    // A policy whose call takes 600 ms of host time (one slow reward call).
+    let imports = r#"(import "arbiter:policy/reward@0.1.0" "score" (func $score (param i32 i32 i32 i32 i32)))"#;
+    let body = "(i32.store (i32.const 700) (i32.const 48)) (i32.store (i32.const 704) (i32.const 2))
+        (call $score (local.get $conv) (local.get $conv_len) (i32.const 700) (i32.const 1) (i32.const 800))";
+    let slow = Arc::new(
+        host.load("slowpoke", &component("scorer", &policy_wat(imports, "", body)), Limits::default()).expect("loads"),
+    );
+    let model = Arc::new(support::FakeModel { delay: Duration::from_millis(600), ..Default::default() });
+    let (hostile, benign) = hostile_and_benign();
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let (slow, model, req) = (slow.clone(), model.clone(), hostile.clone());
+            std::thread::spawn(move || slow.select(&req, model).map(|_| ()))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let e = slow.select(&hostile, model.clone()).expect_err("a third concurrent call");
+    assert!(matches!(&e.kind, ErrorKind::Busy(m) if m.contains("limit of concurrent calls is 2")), "{e}");
+    // Other plugins are unaffected.
+    let argmax = support::bundled(&host, "argmax");
+    argmax.select(&benign, Arc::new(NoModel)).expect("another plugin still runs");
+    for c in calls {
+        c.join().expect("thread").expect("the first two calls succeed");
+    }
+    slow.select(&hostile, model).expect("slots are released after the calls");
+}
+
+#[test]
+fn a_plugin_with_too_many_memories_is_refused_at_load() {
+    let (host, _d) = support::host();
+    let wat = policy_wat("", "", "").replace(
+        "(memory (export \"memory\") 1)",
+        "(memory (export \"memory\") 1) (memory 1) (memory 1) (memory 1) (memory 1) (memory 1)",
+    );
+    let e = host.load("hungry", &component("plain", &wat), Limits::default()).expect_err("refused");
+    assert!(e.to_string().contains("memor"), "{e}");
+}

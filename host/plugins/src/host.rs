@@ -43,6 +43,11 @@ pub struct HostConfig {
     pub max_plugin_memory: usize,
     /// Structural limits checked before a plugin is compiled.
     pub intake: IntakeLimits,
+    /// Calls of one plugin that may run at once: its share of the instance pool, so one
+    /// plugin's traffic cannot take every slot (more calls fail with `busy` for that plugin).
+    pub max_calls_per_plugin: u32,
+    /// Linear memories one plugin instance may have (each takes a pool memory slot).
+    pub max_memories_per_instance: u32,
 }
 
 impl Default for HostConfig {
@@ -55,6 +60,8 @@ impl Default for HostConfig {
             max_concurrent_instances: Some(128),
             max_plugin_memory: 512 << 20,
             intake: IntakeLimits::default(),
+            max_calls_per_plugin: 32,
+            max_memories_per_instance: 4,
         }
     }
 }
@@ -98,6 +105,7 @@ impl PluginHost {
                 .total_memories(slots.saturating_mul(2))
                 .total_tables(slots.saturating_mul(4))
                 .max_memory_size(config.max_plugin_memory)
+                .max_memories_per_component(config.max_memories_per_instance.max(1))
                 .linear_memory_keep_resident(64 << 10)
                 .table_keep_resident(16 << 10);
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

@@ -5,6 +5,7 @@
 //! one costs only that call.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::backend::{NoModel, RewardBackend};
@@ -66,6 +67,17 @@ pub struct Plugin {
     limits: Limits,
     prepared: Prepared,
     report: LoadReport,
+    /// Calls running now (bounded by `HostConfig::max_calls_per_plugin`).
+    running: AtomicU32,
+}
+
+/// A running call's claim on its plugin's concurrency share; released on drop.
+struct Running<'p>(&'p AtomicU32);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -104,7 +116,7 @@ impl Plugin {
         validate::identity(&info).map_err(|m| fail(ErrorKind::InvalidOutput(m)))?;
         report.smoke = stats;
         let id = PluginId { name: info.name.clone(), version: info.version.clone(), sha256: id.sha256 };
-        Ok(Self { shared, id, info, limits, prepared, report })
+        Ok(Self { shared, id, info, limits, prepared, report, running: AtomicU32::new(0) })
     }
 
     /// Name, version and sha256.
@@ -135,6 +147,19 @@ impl Plugin {
         &self.report
     }
 
+    /// Claims one of this plugin's concurrent-call slots.
+    fn claim(&self) -> Result<Running<'_>, PluginError> {
+        let cap = self.shared.config.max_calls_per_plugin.max(1);
+        let before = self.running.fetch_add(1, Ordering::AcqRel);
+        let claim = Running(&self.running);
+        if before >= cap {
+            return Err(self.error(ErrorKind::Busy(format!(
+                "{before} calls of this plugin are running, its limit of concurrent calls is {cap}"
+            ))));
+        }
+        Ok(claim)
+    }
+
     fn error(&self, kind: ErrorKind) -> PluginError {
         PluginError::new(&self.id, kind)
     }
@@ -157,6 +182,7 @@ impl Plugin {
             return Err(self.wrong_kind(PluginKind::Policy));
         };
         validate::request(req, &self.limits).map_err(|m| self.error(ErrorKind::InputTooLarge(m)))?;
+        let _running = self.claim()?;
         let wit_req = wit::Request::from(req);
         let mut store = call::new_store(&self.shared.engine, &self.limits, reward);
         let outcome =
@@ -192,6 +218,7 @@ impl Plugin {
             seed: 0,
         };
         validate::request(&probe, &self.limits).map_err(|m| self.error(ErrorKind::InputTooLarge(m)))?;
+        let _running = self.claim()?;
         let conv: Vec<wit::Message> = conversation.iter().map(Into::into).collect();
         let mut store = call::new_store(&self.shared.engine, &self.limits, Arc::new(NoModel));
         let mut values = Vec::with_capacity(candidates.len());
