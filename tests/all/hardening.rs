@@ -284,3 +284,60 @@ fn a_plugin_with_too_many_memories_is_refused_at_load() {
     let e = host.load("hungry", &component("plain", &wat), Limits::default()).expect_err("refused");
     assert!(e.to_string().contains("memor"), "{e}");
 }
+
+mod compile_worker {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use arbiter_plugins::{CompileWorker, ErrorKind, HostConfig, Limits, NoModel, PluginHost};
+
+    use crate::support::{component, hostile_and_benign, policy_wat};
+
+    fn host(deadline: Duration, memory_bytes: u64) -> PluginHost {
+        let worker = CompileWorker {
+            deadline,
+            memory_bytes,
+            ..CompileWorker::new(env!("CARGO_BIN_EXE_arbiter"), &["compile-worker"])
+        };
+        PluginHost::new(HostConfig { cache_dir: None, compile_worker: Some(worker), ..HostConfig::default() })
+            .expect("host")
+    }
+
+    /// Within every intake limit, but some seconds of compiling.
+    fn large() -> Vec<u8> {
+        let funcs: String =
+            (0..40_000).map(|i| format!("(func $f{i} (result i32) (i32.add (i32.const {i}) (i32.const 1)))")).collect();
+        component("plain", &policy_wat("", &funcs, ""))
+    }
+
+    #[test]
+    fn plugins_compile_in_the_worker_and_run() {
+        let host = host(Duration::from_secs(60), 4 << 30);
+        let argmax = host
+            .load("argmax", arbiter::bundled::get("argmax").expect("bundled"), Limits::default())
+            .expect("compiles");
+        assert!(!argmax.load_report().from_cache);
+        argmax.select(&hostile_and_benign().1, Arc::new(NoModel)).expect("runs");
+    }
+
+    #[test]
+    fn a_compile_past_its_deadline_is_killed() {
+        let host = host(Duration::from_millis(300), 4 << 30);
+        let started = Instant::now();
+        let e = host.load("large", &large(), Limits::default()).expect_err("killed");
+        assert!(matches!(&e.kind, ErrorKind::Load(m) if m.contains("deadline of 0.3 s")), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_compile_over_its_memory_ceiling_fails_alone() {
+        // 16 MiB of compiler memory: enough for a small plugin, not for the large one.
+        let host = host(Duration::from_secs(60), 16 << 20);
+        host.load("argmax", arbiter::bundled::get("argmax").expect("bundled"), Limits::default()).expect("compiles");
+        let e = host.load("large", &large(), Limits::default()).expect_err("out of memory");
+        assert!(
+            matches!(&e.kind, ErrorKind::Load(m) if m.contains("memory allocation") && m.contains("16777216")),
+            "{e}"
+        );
+    }
+}

@@ -24,6 +24,7 @@ use crate::limits::Limits;
 use crate::plugin::{LoadReport, Plugin, PluginKind, Prepared};
 use crate::state::CallState;
 use crate::wasi::{self, ImportClass};
+use crate::worker::{self, CompileWorker};
 
 /// Engine-wide settings. Per-plugin limits are in [`Limits`].
 #[derive(Debug, Clone)]
@@ -48,6 +49,9 @@ pub struct HostConfig {
     pub max_calls_per_plugin: u32,
     /// Linear memories one plugin instance may have (each takes a pool memory slot).
     pub max_memories_per_instance: u32,
+    /// Compile in a separate process with a deadline and a memory ceiling (`None`: compile on
+    /// the calling thread, bounded only by the intake check).
+    pub compile_worker: Option<CompileWorker>,
 }
 
 impl Default for HostConfig {
@@ -62,6 +66,7 @@ impl Default for HostConfig {
             intake: IntakeLimits::default(),
             max_calls_per_plugin: 32,
             max_memories_per_instance: 4,
+            compile_worker: None,
         }
     }
 }
@@ -90,27 +95,7 @@ impl PluginHost {
     /// # Errors
     /// When wasmtime rejects the configuration (e.g. an impossible stack size).
     pub fn new(config: HostConfig) -> Result<Self, HostError> {
-        let mut wasm = Config::new();
-        wasm.wasm_component_model(true)
-            .consume_fuel(true)
-            .epoch_interruption(true)
-            .max_wasm_stack(config.max_wasm_stack)
-            .cranelift_opt_level(OptLevel::Speed);
-        if let Some(slots) = config.max_concurrent_instances {
-            // Pooled slots stay mapped between calls, so a fresh instance per call costs no
-            // mmap/munmap: instantiate + teardown is what dominates a small policy call.
-            let mut pool = PoolingAllocationConfig::new();
-            pool.total_component_instances(slots)
-                .total_core_instances(slots.saturating_mul(8))
-                .total_memories(slots.saturating_mul(2))
-                .total_tables(slots.saturating_mul(4))
-                .max_memory_size(config.max_plugin_memory)
-                .max_memories_per_component(config.max_memories_per_instance.max(1))
-                .linear_memory_keep_resident(64 << 10)
-                .table_keep_resident(16 << 10);
-            wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        }
-        let engine = Engine::new(&wasm).map_err(|e| HostError(format!("{e:#}")))?;
+        let engine = engine_for(&config)?;
         let weak = engine.weak();
         let tick = config.epoch_tick;
         std::thread::Builder::new()
@@ -210,7 +195,10 @@ impl PluginHost {
         if let Some(c) = self.cache.as_ref().and_then(|c| c.get(engine, sha256)) {
             return Ok((c, true));
         }
-        let component = Component::new(engine, bytes).map_err(|e| format!("{e:#}"))?;
+        let component = match &self.shared.config.compile_worker {
+            Some(worker) => worker::compile(worker, &self.shared.config, engine, bytes)?,
+            None => Component::new(engine, bytes).map_err(|e| format!("{e:#}"))?,
+        };
         if let Some(cache) = &self.cache {
             cache.put(sha256, &component);
         }
@@ -238,6 +226,32 @@ impl PluginHost {
         }
         Ok(linker)
     }
+}
+
+/// The wasmtime engine `config` asks for. The compile worker builds its engine here too, so
+/// the artifacts it produces are loadable by the host's (same settings, same binary).
+pub(crate) fn engine_for(config: &HostConfig) -> Result<Engine, HostError> {
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(config.max_wasm_stack)
+        .cranelift_opt_level(OptLevel::Speed);
+    if let Some(slots) = config.max_concurrent_instances {
+        // Pooled slots stay mapped between calls, so a fresh instance per call costs no
+        // mmap/munmap: instantiate + teardown is what dominates a small policy call.
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots.saturating_mul(8))
+            .total_memories(slots.saturating_mul(2))
+            .total_tables(slots.saturating_mul(4))
+            .max_memory_size(config.max_plugin_memory)
+            .max_memories_per_component(config.max_memories_per_instance.max(1))
+            .linear_memory_keep_resident(64 << 10)
+            .table_keep_resident(16 << 10);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    Engine::new(&wasm).map_err(|e| HostError(format!("{e:#}")))
 }
 
 /// Rejects core modules and garbage with a message saying what the bytes are.

@@ -23,6 +23,7 @@ mod state;
 mod types;
 mod validate;
 mod wasi;
+mod worker;
 
 pub use backend::{NoModel, RewardBackend, RewardError, RewardErrorKind};
 pub use cache::default_cache_dir;
@@ -33,3 +34,4 @@ pub use intake::IntakeLimits;
 pub use limits::Limits;
 pub use plugin::{LoadReport, Plugin, PluginKind};
 pub use types::{Candidate, LogLevel, LogLine, Message, PolicyError, PolicyInfo, Request, Selection};
+pub use worker::{CompileWorker, worker_main};

@@ -20,7 +20,7 @@ mod serve;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use arbiter_plugins::{HostConfig, Limits, PluginHost};
+use arbiter_plugins::{CompileWorker, HostConfig, Limits, PluginHost};
 use clap::{Args, Parser, Subcommand};
 
 /// Choose the best of N candidate LLM responses with a reward model and sandboxed wasm
@@ -43,6 +43,12 @@ struct Global {
     /// Do not read or write the compiled-plugin cache.
     #[arg(long, global = true)]
     no_cache: bool,
+    /// Longest compile of one plugin (in a separate process, killed after it).
+    #[arg(long, global = true, env = "ARBITER_COMPILE_TIMEOUT_SECONDS", default_value_t = 60, value_name = "S")]
+    compile_timeout_seconds: u64,
+    /// Most memory one plugin's compile may take (the compiler process's data limit).
+    #[arg(long, global = true, env = "ARBITER_COMPILE_MEMORY_MIB", default_value_t = 4096, value_name = "MIB")]
+    compile_memory_mib: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +66,12 @@ enum Command {
     },
     /// Benchmarks: plugin calls, the engine (vs the reference), matmul peak, long inputs, the daemon.
     Bench(bench::BenchArgs),
+    /// Internal: compiles one plugin in a separate, resource-limited process (run by the host).
+    #[command(name = "compile-worker", hide = true)]
+    CompileWorker {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// Engine settings (`score`, and `select --model`).
@@ -198,9 +210,15 @@ impl Global {
         self.host_with(|_| {})
     }
 
-    /// The plugin host settings the global options ask for.
+    /// The plugin host settings the global options ask for: plugins compile in a worker
+    /// process of this binary (deadline and memory ceiling) where the binary can be found.
     fn host_config(&self) -> HostConfig {
-        let mut config = HostConfig::default();
+        let compile_worker = std::env::current_exe().ok().map(|exe| CompileWorker {
+            deadline: std::time::Duration::from_secs(self.compile_timeout_seconds.max(1)),
+            memory_bytes: self.compile_memory_mib.saturating_mul(1 << 20),
+            ..CompileWorker::new(exe, &["compile-worker"])
+        });
+        let mut config = HostConfig { compile_worker, ..HostConfig::default() };
         if self.no_cache {
             config.cache_dir = None;
         } else if let Some(dir) = &self.cache_dir {
@@ -225,6 +243,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Select(args) => select::run(&cli.global, args),
         Command::Plugin { command } => plugin::run(&cli.global, command),
         Command::Bench(args) => bench::run(&cli.global, args),
+        Command::CompileWorker { args } => arbiter_plugins::worker_main(&args).map_err(anyhow::Error::msg),
     }
 }
 
