@@ -190,7 +190,8 @@ impl EngineArgs {
 struct LimitArgs {
     /// Override a per-call plugin limit, e.g. `fuel=1000000`, `timeout-ms=500`, `memory-mib=32`
     /// (also max-input-bytes, max-candidates, max-reason-bytes, max-log-bytes,
-    /// reward-responses, reward-bytes). Repeatable.
+    /// reward-responses, reward-bytes, max-host-calls, deadline-ms: the whole call, host time
+    /// included). Repeatable.
     #[arg(long = "limit", env = "ARBITER_LIMITS", value_delimiter = ',', value_name = "KEY=VALUE")]
     limits: Vec<String>,
 }
