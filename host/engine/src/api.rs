@@ -33,6 +33,17 @@ pub trait RewardModel: Send + Sync {
     /// Template or tokenizer failures, inputs over the length limits.
     fn prepare(&self, conversation: &[Message], responses: &[String]) -> Result<Prepared>;
 
+    /// Tokenizes texts that are already rendered with the chat template (they carry their own
+    /// special tokens): no template is applied and no special token is added. For clients that
+    /// template themselves (OpenRLHF's `query`, vLLM's `input`).
+    ///
+    /// # Errors
+    /// Tokenizer failures, texts over the length limits, or a model that cannot score raw text.
+    fn prepare_texts(&self, texts: &[String]) -> Result<Prepared> {
+        let _ = texts;
+        Err(crate::error::EngineError::Input("this model cannot score pre-templated texts".into()))
+    }
+
     /// Scores several prepared requests together, packing candidates of different requests
     /// into the same batches. One result per request, in order; a failing request does not
     /// fail the others unless the shared computation itself fails.

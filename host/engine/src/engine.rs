@@ -431,6 +431,21 @@ impl RewardModel for LlamaRewardModel {
         Ok(Prepared { sequences, responses: responses.to_vec() })
     }
 
+    fn prepare_texts(&self, texts: &[String]) -> Result<Prepared> {
+        let (limit, name) = self.input_limit();
+        let encoder = self.prompter.encoder();
+        let mut sequences = Vec::with_capacity(texts.len());
+        for text in texts {
+            // Refused from its length before it is tokenized, as templated inputs are.
+            if let Some(n) = encoder.min_tokens(text).filter(|&n| n > limit) {
+                return Err(EngineError::TooLong { tokens: n, limit, limit_name: name });
+            }
+            sequences.push(encoder.encode(text)?);
+        }
+        self.validate(&sequences)?;
+        Ok(Prepared { sequences, responses: texts.to_vec() })
+    }
+
     fn score_prepared(&self, requests: &[Prepared]) -> Vec<Result<Vec<f32>>> {
         let ids: Vec<&[Vec<u32>]> = requests.iter().map(|p| p.sequences.as_slice()).collect();
         self.score_many(&ids).into_iter().map(|r| r.map(|(s, _)| s)).collect()

@@ -35,6 +35,10 @@ impl RewardModel for FakeRewardModel {
         Ok(Prepared { sequences, responses: responses.to_vec() })
     }
 
+    fn prepare_texts(&self, texts: &[String]) -> Result<Prepared> {
+        self.prepare(&[], texts)
+    }
+
     fn score_prepared(&self, requests: &[Prepared]) -> Vec<Result<Vec<f32>>> {
         requests.iter().map(|p| self.score(&[], &p.responses)).collect()
     }

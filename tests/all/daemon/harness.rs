@@ -59,6 +59,9 @@ impl RewardModel for TestModel {
         }
         FakeRewardModel.prepare(c, r)
     }
+    fn prepare_texts(&self, texts: &[String]) -> arbiter_engine::Result<Prepared> {
+        FakeRewardModel.prepare_texts(texts)
+    }
     fn score_prepared(&self, reqs: &[Prepared]) -> Vec<arbiter_engine::Result<Vec<f32>>> {
         self.batches.fetch_add(1, Ordering::SeqCst);
         std::thread::sleep(self.delay);

@@ -12,6 +12,7 @@ use self::harness::{Server, TestModel, conversation, get, http, post};
 use crate::support::{component, policy_wat};
 
 mod abuse;
+mod compat;
 mod harness;
 mod lazy;
 

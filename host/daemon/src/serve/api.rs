@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::ApiError;
 use super::request::Cancel;
-use super::{AppState, AuthScope, guards};
+use super::{AppState, AuthScope, compat, guards};
 use crate::input::SelectInput;
 use crate::select;
 
@@ -28,7 +28,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/score", post(score))
         .route("/v1/select", post(select_route))
         .route("/v1/policies", get(policies))
-        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/chat/completions", post(compat::chat_completions))
+        .route("/v1/models", get(compat::models))
+        .route("/get_reward", post(compat::get_reward))
+        .route("/classify", post(compat::classify))
+        .route("/v1/classify", post(compat::classify))
         .route("/health", get(health))
         .route("/info", get(info))
         .route("/metrics", get(metrics))
@@ -63,7 +67,7 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
     let started = Instant::now();
     let abandoned = Abandoned { state: Some(state.clone()), route: route_label(&route), started };
     let protected = match state.config.auth_scope {
-        AuthScope::Api => route.starts_with("/v1/"),
+        AuthScope::Api => route.starts_with("/v1/") || matches!(route.as_str(), "/get_reward" | "/classify"),
         AuthScope::All => route != "/health",
     };
     let response = match &state.config.api_key {
@@ -103,11 +107,15 @@ fn unauthorized() -> Response {
 
 /// Routes get their own metric label; anything else is `other` (bounded label set).
 fn route_label(path: &str) -> &'static str {
-    const ROUTES: [&str; 8] = [
+    const ROUTES: [&str; 12] = [
         "/v1/score",
         "/v1/select",
         "/v1/policies",
         "/v1/chat/completions",
+        "/v1/models",
+        "/get_reward",
+        "/classify",
+        "/v1/classify",
         "/health",
         "/info",
         "/metrics",
@@ -143,7 +151,7 @@ impl Drop for Abandoned {
     }
 }
 
-fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
+pub(super) fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
     state.admission.clone().try_acquire_owned().map_err(|_| {
         state.metrics.rejected_overload.inc();
         ApiError::new(
@@ -155,7 +163,7 @@ fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
 }
 
 /// Parses a JSON body; `body` is `Err` when it exceeded the size limit.
-fn parse<T: serde::de::DeserializeOwned>(
+pub(super) fn parse<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
     limit: usize,
 ) -> Result<T, ApiError> {
@@ -170,13 +178,16 @@ fn parse<T: serde::de::DeserializeOwned>(
 }
 
 /// Takes field `name` out of a JSON object body, naming it in any error.
-fn field<T: serde::de::DeserializeOwned>(body: &mut serde_json::Map<String, Value>, name: &str) -> Result<T, ApiError> {
+pub(super) fn field<T: serde::de::DeserializeOwned>(
+    body: &mut serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<T, ApiError> {
     let v = body.remove(name).ok_or_else(|| ApiError::bad_request(format!("missing field `{name}`")))?;
     serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("field `{name}`: {e}")))
 }
 
 /// A JSON object body with only the `allowed` fields.
-fn object(value: Value, allowed: &[&str]) -> Result<serde_json::Map<String, Value>, ApiError> {
+pub(super) fn object(value: Value, allowed: &[&str]) -> Result<serde_json::Map<String, Value>, ApiError> {
     let Value::Object(map) = value else { return Err(ApiError::bad_request("the body must be a JSON object")) };
     if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!("unknown field `{k}` (expected {})", allowed.join(", "))));
@@ -184,19 +195,34 @@ fn object(value: Value, allowed: &[&str]) -> Result<serde_json::Map<String, Valu
     Ok(map)
 }
 
-struct ScoreBody {
-    messages: Vec<arbiter_engine::Message>,
-    responses: Vec<String>,
+/// `/v1/score`: a conversation and its responses (templated here), or texts the caller
+/// already templated (scored as given: no template, no special tokens added).
+enum ScoreBody {
+    Conversation { messages: Vec<arbiter_engine::Message>, responses: Vec<String> },
+    Texts(Vec<String>),
 }
 
 impl ScoreBody {
     fn from_json(v: Value) -> Result<Self, ApiError> {
-        let mut o = object(v, &["messages", "responses"])?;
-        Ok(Self { messages: field(&mut o, "messages")?, responses: field(&mut o, "responses")? })
+        let mut o = object(v, &["messages", "responses", "texts"])?;
+        if o.contains_key("texts") {
+            if o.contains_key("messages") || o.contains_key("responses") {
+                return Err(ApiError::bad_request("give either `texts` or `messages` and `responses`, not both"));
+            }
+            return Ok(Self::Texts(field(&mut o, "texts")?));
+        }
+        Ok(Self::Conversation { messages: field(&mut o, "messages")?, responses: field(&mut o, "responses")? })
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Conversation { responses, .. } => responses.len(),
+            Self::Texts(texts) => texts.len(),
+        }
     }
 }
 
-fn check_candidates(n: usize, max: usize) -> Result<(), ApiError> {
+pub(super) fn check_candidates(n: usize, max: usize) -> Result<(), ApiError> {
     if n == 0 {
         return Err(ApiError::bad_request("`responses`/`candidates` is empty"));
     }
@@ -211,9 +237,12 @@ async fn score(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = ScoreBody::from_json(parse(body, state.config.max_body_bytes)?)?;
-    check_candidates(body.responses.len(), state.config.max_candidates)?;
+    check_candidates(body.len(), state.config.max_candidates)?;
     let _permit = admit(&state)?;
-    let (scores, tokens) = state.engine.score(body.messages, body.responses).await?;
+    let (scores, tokens) = match body {
+        ScoreBody::Conversation { messages, responses } => state.engine.score(messages, responses).await?,
+        ScoreBody::Texts(texts) => state.engine.score_texts(texts).await?,
+    };
     Ok(Json(json!({
         "scores": scores,
         "model": state.model_label,
@@ -309,50 +338,6 @@ async fn policies(State(state): State<Arc<AppState>>) -> Json<Value> {
         })
         .collect();
     Json(json!({"policies": list}))
-}
-
-struct ChatBody {
-    model: Option<String>,
-    messages: Vec<arbiter_engine::Message>,
-}
-
-/// NVIDIA NIM reward-model compatible: the conversation ends in the assistant turn to score;
-/// the answer is a chat completion whose content is `reward:<score>`.
-async fn chat_completions(
-    State(state): State<Arc<AppState>>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    // NIM clients send extra OpenAI fields (temperature, max_tokens, ...): accept and ignore them.
-    let Value::Object(mut o) = parse::<Value>(body, state.config.max_body_bytes)? else {
-        return Err(ApiError::bad_request("the body must be a JSON object"));
-    };
-    let model = match o.remove("model") {
-        Some(Value::String(m)) => Some(m),
-        _ => None,
-    };
-    let mut body = ChatBody { model, messages: field(&mut o, "messages")? };
-    let last = body.messages.pop().ok_or_else(|| ApiError::bad_request("`messages` is empty"))?;
-    if last.role != "assistant" {
-        return Err(ApiError::bad_request(format!(
-            "the last message must be the assistant turn to score (got role `{}`)",
-            last.role
-        )));
-    }
-    let _permit = admit(&state)?;
-    let (scores, tokens) = state.engine.score(body.messages, vec![last.content]).await?;
-    let reward = scores.first().copied().ok_or_else(|| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "engine_error", "the engine returned no score")
-    })?;
-    let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    Ok(Json(json!({
-        "id": format!("chatcmpl-{created}-{}", state.request_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
-        "object": "chat.completion",
-        "created": created,
-        "model": body.model.unwrap_or_else(|| state.model_label.clone()),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("reward:{reward}")},
-                     "logprobs": null, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": tokens, "completion_tokens": 1, "total_tokens": tokens + 1},
-    })))
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {

@@ -145,16 +145,31 @@ impl EngineHandle {
         }
     }
 
-    /// Scores from async code: tokenizes on a blocking thread, then awaits the engine, in
-    /// batch-sized parts (other requests' work runs between them). Dropping the future abandons
-    /// the request. Returns the scores and the number of tokens scored.
+    /// Scores responses to a conversation from async code (see [`EngineHandle::score_with`]).
+    /// Returns the scores and the number of tokens scored.
     pub async fn score(
         &self,
         conversation: Vec<Message>,
         responses: Vec<String>,
     ) -> Result<(Vec<f32>, usize), RewardError> {
         let model = self.model.clone();
-        let prepared = tokio::task::spawn_blocking(move || model.prepare(&conversation, &responses))
+        self.score_with(move || model.prepare(&conversation, &responses)).await
+    }
+
+    /// Scores texts already rendered with the chat template (no template, no special tokens
+    /// added), e.g. OpenRLHF's `query` or vLLM's `input`.
+    pub async fn score_texts(&self, texts: Vec<String>) -> Result<(Vec<f32>, usize), RewardError> {
+        let model = self.model.clone();
+        self.score_with(move || model.prepare_texts(&texts)).await
+    }
+
+    /// Tokenizes (`prepare`) on a blocking thread, then awaits the engine in batch-sized parts
+    /// (other requests' work runs between them). Dropping the future abandons the request.
+    async fn score_with(
+        &self,
+        prepare: impl FnOnce() -> arbiter_engine::Result<Prepared> + Send + 'static,
+    ) -> Result<(Vec<f32>, usize), RewardError> {
+        let prepared = tokio::task::spawn_blocking(prepare)
             .await
             .map_err(|e| RewardError::new(RewardErrorKind::Failed, format!("tokenizer task failed: {e}")))?
             .map_err(|e| reward_error(&e))?;

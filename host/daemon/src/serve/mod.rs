@@ -7,6 +7,7 @@
 //! with their limits, their `reward` calls going through the same queue.
 
 pub mod api;
+mod compat;
 pub mod conn;
 pub mod engine_thread;
 pub mod error;
