@@ -10,5 +10,6 @@ mod hardening;
 mod hostile;
 mod prefix_cache;
 mod rust_guest;
+mod score_batch;
 mod support;
 mod tokenize;

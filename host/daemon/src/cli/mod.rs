@@ -236,15 +236,16 @@ impl Global {
     }
 }
 
-/// Runs the parsed command.
-pub fn run(cli: Cli) -> Result<()> {
+/// Runs the parsed command; its exit code (2 on error, in `main`).
+pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
+    let ok = |r: Result<()>| r.map(|()| std::process::ExitCode::SUCCESS);
     match cli.command {
-        Command::Serve(args) => serve::run(&cli.global, *args),
+        Command::Serve(args) => ok(serve::run(&cli.global, *args)),
         Command::Score(args) => score::run(args),
-        Command::Select(args) => select::run(&cli.global, args),
-        Command::Plugin { command } => plugin::run(&cli.global, command),
-        Command::Bench(args) => bench::run(&cli.global, args),
-        Command::CompileWorker { args } => arbiter_plugins::worker_main(&args).map_err(anyhow::Error::msg),
+        Command::Select(args) => ok(select::run(&cli.global, args)),
+        Command::Plugin { command } => ok(plugin::run(&cli.global, command)),
+        Command::Bench(args) => ok(bench::run(&cli.global, args)),
+        Command::CompileWorker { args } => ok(arbiter_plugins::worker_main(&args).map_err(anyhow::Error::msg)),
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -22,9 +23,29 @@ pub struct ScoreArgs {
     /// JSONL input, one `{"messages": [...], "responses": ["...", ...], ...}` per line (`-` = stdin).
     #[arg(long, value_name = "FILE|-")]
     input: String,
-    /// Where to write the JSONL output (default stdout): each input object plus `"scores"`.
+    /// Where to write the JSONL output (default stdout): each input object plus `"scores"`
+    /// (or `"error"` for a line skipped with `--on-error skip`), in input order.
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Score only shard I of N (0 ≤ I < N): the input lines numbered n with (n − 1) mod N = I
+    /// (blank lines count). N jobs with I = 0..N−1 (e.g. a Kubernetes Indexed Job's
+    /// JOB_COMPLETION_INDEX) cover the input exactly once.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+    /// Continue an interrupted run: keep the complete lines already in --output (a partial last
+    /// line is cut off and redone), skip as many of this run's lines, append the rest.
+    #[arg(long, requires = "output")]
+    resume: bool,
+    /// What a bad line does: `stop` (exit 2, naming the line) or `skip` (write the line with an
+    /// `"error"` instead of `"scores"`, go on, and exit 3 at the end).
+    #[arg(long, value_enum, default_value = "stop")]
+    on_error: OnError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnError {
+    Stop,
+    Skip,
 }
 
 /// One input line: the object as given (to echo back), its conversation and its responses.
@@ -34,18 +55,79 @@ struct Line {
     responses: Vec<String>,
 }
 
-fn parse_line(line: &str, n: usize) -> Result<Line> {
-    let v: Value = serde_json::from_str(line).with_context(|| format!("line {n}: invalid JSON"))?;
-    let Value::Object(obj) = v else { bail!("line {n}: expected a JSON object") };
+/// serde's message without its own "at line 1 column N" (there is one line per record; the
+/// record's line number is given once, by the caller).
+fn json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let text = text.rsplit_once(" at line ").map_or(text.as_str(), |(head, _)| head).to_owned();
+    format!("{text} (column {})", e.column())
+}
+
+fn parse_object(line: &str) -> Result<serde_json::Map<String, Value>, String> {
+    match serde_json::from_str(line) {
+        Ok(Value::Object(o)) => Ok(o),
+        Ok(_) => Err("expected a JSON object".into()),
+        Err(e) => Err(format!("invalid JSON: {}", json_error(&e))),
+    }
+}
+
+fn parse_line(line: &str) -> Result<Line, String> {
+    let obj = parse_object(line)?;
     let messages: Vec<Message> = serde_json::from_value(obj.get("messages").cloned().unwrap_or(Value::Null))
-        .with_context(|| format!("line {n}: `messages` must be a list of {{\"role\", \"content\"}}"))?;
+        .map_err(|_| "`messages` must be a list of {\"role\", \"content\"}".to_owned())?;
     let responses: Vec<String> = serde_json::from_value(obj.get("responses").cloned().unwrap_or(Value::Null))
-        .with_context(|| format!("line {n}: `responses` must be a list of strings"))?;
+        .map_err(|_| "`responses` must be a list of strings".to_owned())?;
     Ok(Line { object: obj, messages, responses })
 }
 
-pub fn run(args: ScoreArgs) -> Result<()> {
+/// `I/N` → (I, N).
+fn parse_shard(spec: &str) -> Result<(usize, usize)> {
+    let bad = || anyhow::anyhow!("--shard {spec:?}: expected I/N with 0 <= I < N");
+    let (i, n) = spec.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// Keeps the complete lines of an earlier output and cuts a partial last line; returns them.
+fn resume_output(path: &std::path::Path) -> Result<Vec<serde_json::Map<String, Value>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {} to resume", path.display())),
+    };
+    let mut kept = Vec::new();
+    let mut complete_bytes = 0;
+    for piece in text.split_inclusive('\n') {
+        let whole = piece.ends_with('\n');
+        match parse_object(piece.trim_end()) {
+            Ok(o) if whole && (o.contains_key("scores") || o.contains_key("error")) => {
+                kept.push(o);
+                complete_bytes += piece.len();
+            }
+            _ => break,
+        }
+    }
+    if complete_bytes < text.len() {
+        // A run killed mid-write leaves a partial line: cut it so it is redone, not duplicated.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        f.set_len(complete_bytes as u64).with_context(|| format!("truncating {}", path.display()))?;
+    }
+    Ok(kept)
+}
+
+pub fn run(args: ScoreArgs) -> Result<ExitCode> {
     args.engine.apply_threads();
+    let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    let done = match (&args.output, args.resume) {
+        (Some(path), true) => resume_output(path)?,
+        _ => Vec::new(),
+    };
     let started = Instant::now();
     let model = args.engine.load(&args.model)?;
     eprintln!(
@@ -62,27 +144,66 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     };
     let mut out: Box<dyn Write> = match &args.output {
         Some(p) => {
-            Box::new(BufWriter::new(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?))
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(args.resume)
+                .truncate(!args.resume)
+                .open(p)
+                .with_context(|| format!("creating {}", p.display()))?;
+            Box::new(BufWriter::new(file))
         }
         None => Box::new(std::io::stdout().lock()),
     };
     let progress = std::io::stderr().is_terminal();
-    let (mut lines, mut responses_done, mut tokens_done) = (0usize, 0usize, 0usize);
+    let (mut mine, mut lines, mut skipped, mut responses_done, mut tokens_done) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
     let work = Instant::now();
     for (i, line) in reader.lines().enumerate() {
         let n = i + 1;
+        if shard.is_some_and(|(index, count)| i % count != index) {
+            continue;
+        }
         let line = line.with_context(|| format!("reading line {n}"))?;
         if line.trim().is_empty() {
             continue;
         }
-        let Line { object: mut obj, messages, responses } = parse_line(&line, n)?;
-        let (scores, stats) = model.score_with_stats(&messages, &responses).with_context(|| format!("line {n}"))?;
-        obj.insert("scores".into(), serde_json::to_value(&scores).context("serializing scores")?);
+        mine += 1;
+        if let Some(previous) = done.get(mine - 1) {
+            // Resuming: this line is already in the output; make sure it is the same line.
+            let mut previous = previous.clone();
+            previous.remove("scores");
+            previous.remove("error");
+            if parse_object(&line).ok().as_ref() != Some(&previous) {
+                bail!("--resume: line {n} of the input is not the line {mine} of the output; was the input changed?");
+            }
+            continue;
+        }
+        let result = parse_line(&line).and_then(|Line { object, messages, responses }| {
+            match model.score_with_stats(&messages, &responses) {
+                Ok((scores, stats)) => Ok((object, scores, stats.tokens_total, responses.len())),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        let record = match result {
+            Ok((mut obj, scores, tokens, n_responses)) => {
+                obj.insert("scores".into(), serde_json::to_value(&scores).context("serializing scores")?);
+                lines += 1;
+                responses_done += n_responses;
+                tokens_done += tokens;
+                obj
+            }
+            Err(reason) if args.on_error == OnError::Skip => {
+                eprintln!("arbiter: line {n} skipped: {reason}");
+                skipped += 1;
+                let mut obj = parse_object(&line).unwrap_or_default();
+                obj.insert("error".into(), Value::String(format!("line {n}: {reason}")));
+                obj
+            }
+            Err(reason) => bail!("line {n}: {reason} (scored lines so far are written; --on-error skip goes on)"),
+        };
         // Written (and flushed) line by line: a later failure never loses scored lines.
-        writeln!(out, "{}", Value::Object(obj)).and_then(|()| out.flush()).context("writing output")?;
-        lines += 1;
-        responses_done += responses.len();
-        tokens_done += stats.tokens_total;
+        writeln!(out, "{}", Value::Object(record)).and_then(|()| out.flush()).context("writing output")?;
         if progress {
             let rate = responses_done as f64 / work.elapsed().as_secs_f64().max(1e-9);
             eprint!("\r  {lines} lines, {responses_done} responses ({rate:.1}/s)   ");
@@ -97,7 +218,13 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         responses_done as f64 / secs,
         tokens_done as f64 / secs
     );
-    Ok(())
+    // One machine-readable line for job controllers (the exit code says the same).
+    let summary = serde_json::json!({
+        "scored": lines, "skipped": skipped, "resumed": done.len(), "responses": responses_done,
+        "seconds": secs, "shard": args.shard, "output": args.output.as_ref().map(|p| p.display().to_string()),
+    });
+    eprintln!("arbiter: summary {summary}");
+    Ok(if skipped > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }
 
 impl EngineArgs {
