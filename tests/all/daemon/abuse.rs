@@ -265,3 +265,49 @@ fn a_slow_or_blocking_plugin_file_delays_no_other() {
     assert!(policies.contains("not a regular file"), "the FIFO is reported: {policies}");
     server.shutdown().expect("clean shutdown");
 }
+
+/// Kubernetes' ConfigMap volume layout: `name.wasm -> ..data/name.wasm`, `..data -> ..<ts>`;
+/// an update writes `..<ts2>`, points `..data_tmp` at it, renames it over `..data`, and removes
+/// `..<ts>`. No event names `name.wasm`, yet the new version must serve.
+#[test]
+fn a_configmap_style_symlink_swap_reloads_the_plugin() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path();
+    let version = |v: &str| {
+        let wat = crate::support::policy_wat("", "", "")
+            .replace("\"hostile\"", "\"mapped\"")
+            .replace("\"1.0.0\"", &format!("\"{v}\""));
+        crate::support::component(
+            "plain",
+            &wat.replace("(i32.const 260) (i32.const 7)", "(i32.const 260) (i32.const 6)"),
+        )
+    };
+    std::fs::create_dir(d.join("..2026_01_01")).expect("mkdir");
+    std::fs::write(d.join("..2026_01_01/mapped.wasm"), version("1.0.0")).expect("write");
+    symlink("..2026_01_01", d.join("..data")).expect("symlink");
+    symlink("..data/mapped.wasm", d.join("mapped.wasm")).expect("symlink");
+    let server = Server::start(Duration::ZERO, Some(d), |_| {});
+    let served = |addr| -> String {
+        let (_, body) = get(addr, "/v1/policies");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        v["policies"]
+            .as_array()
+            .and_then(|l| l.iter().find(|p| p["name"] == "mapped"))
+            .map(|p| p["version"].to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(served(server.addr), "\"1.0.0\"");
+    // The kubelet's atomic update.
+    std::fs::create_dir(d.join("..2026_01_02")).expect("mkdir");
+    std::fs::write(d.join("..2026_01_02/mapped.wasm"), version("2.0.0")).expect("write");
+    symlink("..2026_01_02", d.join("..data_tmp")).expect("symlink");
+    std::fs::rename(d.join("..data_tmp"), d.join("..data")).expect("swap");
+    std::fs::remove_dir_all(d.join("..2026_01_01")).expect("rm old");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served(server.addr) != "\"2.0.0\"" {
+        assert!(Instant::now() < deadline, "the swapped version never served: {}", served(server.addr));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.shutdown().expect("clean shutdown");
+}

@@ -150,6 +150,11 @@ impl Registry {
         self.state.read().map(|s| s.names.iter().map(|(k, v)| (k.clone(), v.entry())).collect()).unwrap_or_default()
     }
 
+    /// The files that provide a name now (or failed to).
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.state.read().map(|s| s.files.keys().cloned().collect()).unwrap_or_default()
+    }
+
     /// Reloads started and not yet applied.
     pub fn loading(&self) -> usize {
         self.loading.load(Ordering::Relaxed)

@@ -14,6 +14,12 @@ use super::registry::{Registry, is_plugin_file};
 /// Quiet period before acting on a burst of events (a copy is several writes).
 const DEBOUNCE: Duration = Duration::from_millis(30);
 
+/// Kubernetes' volume machinery (`..data`, `..data_tmp`, `..<timestamp>`); editors' single-dot
+/// temp files are not it.
+fn is_volume_machinery(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".."))
+}
+
 /// Starts watching `dir`. The watcher lives as long as the returned value.
 pub fn start(dir: &Path, registry: Arc<Registry>) -> anyhow::Result<notify::RecommendedWatcher> {
     // Bounded: when reloads fall behind, the watcher thread waits (events are never dropped).
@@ -31,6 +37,7 @@ pub fn start(dir: &Path, registry: Arc<Registry>) -> anyhow::Result<notify::Reco
         }
     })?;
     watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    let dir = dir.to_path_buf();
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             let mut paths = BTreeSet::from([first]);
@@ -43,11 +50,22 @@ pub fn start(dir: &Path, registry: Arc<Registry>) -> anyhow::Result<notify::Reco
                     Err(_) => break,
                 }
             }
-            let paths: Vec<PathBuf> = paths.into_iter().filter(|p| is_plugin_file(p)).collect();
+            // Kubernetes updates a mounted ConfigMap by swapping a `..data` symlink to a new
+            // hidden directory: the `*.wasm` entries (symlinks through `..data`) see no event of
+            // their own. Any change to that machinery therefore rescans the whole directory.
+            let swapped = paths.iter().any(|p| is_volume_machinery(p) && p.parent() == Some(dir.as_path()));
+            let paths: BTreeSet<PathBuf> = if swapped {
+                let mut all: BTreeSet<PathBuf> = Registry::plugin_files(&dir).unwrap_or_default().into_iter().collect();
+                // Files that vanished with the old directory are reloaded too, which unloads them.
+                all.extend(registry.files());
+                all
+            } else {
+                paths.into_iter().filter(|p| is_plugin_file(p)).collect()
+            };
             if paths.is_empty() {
                 continue;
             }
-            reload_each(&registry, paths);
+            reload_each(&registry, paths.into_iter().collect());
         }
     });
     Ok(watcher)
