@@ -122,3 +122,46 @@ fn v1_models_names_the_model() {
     assert_eq!(v["data"][0]["object"], "model");
     server.shutdown().expect("clean shutdown");
 }
+
+#[test]
+fn nim_chat_completions_answer_for_the_served_model() {
+    let server = start();
+    let want = reference(&server);
+    // NVIDIA's reward-model NIM example: an OpenAI client's chat completion with the model name.
+    let body = json!({"model": "nvidia/llama-3.3-nemotron-70b-reward",
+        "messages": [{"role": "user", "content": "What is the capital of France?"},
+                     {"role": "assistant", "content": "Paris."}]});
+    let (s, v) = post(server.addr, "/v1/chat/completions", &body);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["model"], "tiny-fixture", "the model that answered, not the one asked for");
+    let content = v["choices"][0]["message"]["content"].as_str().expect("content");
+    let reward: f64 = content.strip_prefix("reward:").expect("reward:").parse().expect("number");
+    // Scored alone rather than in a batch of two: the same model, its float sums partitioned
+    // differently (the engine's batch-invariance bound, far below the goldens' 1e-4).
+    assert!((reward - want[0]).abs() <= 1e-5, "{reward} vs {}", want[0]);
+    // OpenAI content-part arrays carry the same text.
+    let parts = json!({"messages": [
+        {"role": "user", "content": [{"type": "text", "text": "What is the capital "}, {"type": "text", "text": "of France?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Paris."}]}]});
+    let (s, v) = post(server.addr, "/v1/chat/completions", &parts);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], content);
+    for (patch, needle) in [
+        (json!({"stream": true}), "stream"),
+        (json!({"n": 2}), "`n`"),
+        (
+            json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+                             {"role": "assistant", "content": "a"}]}),
+            "image_url",
+        ),
+    ] {
+        let mut b = body.clone();
+        for (k, val) in patch.as_object().expect("object") {
+            b[k] = val.clone();
+        }
+        let (s, v) = post(server.addr, "/v1/chat/completions", &b);
+        assert_eq!(s, 400, "{b}: {v}");
+        assert!(v["error"].as_str().is_some_and(|e| e.contains(needle)), "{b}: {v}");
+    }
+    server.shutdown().expect("clean shutdown");
+}

@@ -93,7 +93,9 @@ enum LogFormat {
 pub fn run(global: &Global, args: ServeArgs) -> Result<()> {
     args.engine.apply_threads();
     let filter = tracing_subscriber::EnvFilter::try_from_env("ARBITER_LOG").unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only on a terminal: redirected logs stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if args.log_format == LogFormat::Json {
         builder.json().init()
     } else {

@@ -43,22 +43,24 @@ fn split_last_assistant(
     Ok((messages, last.content))
 }
 
-struct ChatBody {
-    model: Option<String>,
-    messages: Vec<arbiter_engine::Message>,
-}
-
 /// NVIDIA NIM reward-model compatible: the conversation ends in the assistant turn to score;
 /// the answer is a chat completion whose content is `reward:<score>`.
 pub(super) async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) -> Result<Json<Value>, ApiError> {
-    // NIM clients send extra OpenAI fields (temperature, max_tokens, ...): accept and ignore them.
+    // NIM clients send extra OpenAI fields (temperature, max_tokens, ...): accept and ignore
+    // them, except those that would change what the client gets back.
     let mut o = json_object(&state, body)?;
-    let model = match o.remove("model") {
-        Some(Value::String(m)) => Some(m),
-        _ => None,
-    };
-    let body = ChatBody { model, messages: field(&mut o, "messages")? };
-    let (conversation, last) = split_last_assistant(body.messages)?;
+    if o.get("stream").is_some_and(|v| v.as_bool() == Some(true)) {
+        return Err(ApiError::bad_request("`stream: true` is not supported: the reward is one non-streamed answer"));
+    }
+    if o.get("n").and_then(Value::as_u64).is_some_and(|n| n != 1) {
+        return Err(ApiError::bad_request("`n` must be 1: a reward model gives one reward per conversation"));
+    }
+    if let Some(Value::Array(messages)) = o.get_mut("messages") {
+        for m in messages.iter_mut() {
+            flatten_content(m)?;
+        }
+    }
+    let (conversation, last) = split_last_assistant(field(&mut o, "messages")?)?;
     let _permit = admit(&state)?;
     let (scores, tokens) = state.engine.score(conversation, vec![last]).await?;
     let reward = scores.first().copied().ok_or_else(|| {
@@ -69,11 +71,32 @@ pub(super) async fn chat_completions(State(state): State<Arc<AppState>>, body: B
         "id": format!("chatcmpl-{created}-{}", state.request_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
         "object": "chat.completion",
         "created": created,
-        "model": body.model.unwrap_or_else(|| state.model_label.clone()),
+        // The model that answered (a client's `model` names what it asked for, not what scored).
+        "model": state.model_label,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("reward:{reward}")},
                      "logprobs": null, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": tokens, "completion_tokens": 1, "total_tokens": tokens + 1},
     })))
+}
+
+/// OpenAI content-part arrays (`[{"type": "text", "text": ...}, ...]`) become the plain string
+/// the chat template expects; parts other than text are refused by name.
+fn flatten_content(message: &mut Value) -> Result<(), ApiError> {
+    let Some(Value::Array(parts)) = message.get("content") else { return Ok(()) };
+    let mut text = String::new();
+    for part in parts {
+        match (part.get("type").and_then(Value::as_str), part.get("text").and_then(Value::as_str)) {
+            (Some("text"), Some(t)) => text.push_str(t),
+            (kind, _) => {
+                return Err(ApiError::bad_request(format!(
+                    "content part of type `{}` is not supported (text only)",
+                    kind.unwrap_or("?")
+                )));
+            }
+        }
+    }
+    message["content"] = Value::String(text);
+    Ok(())
 }
 
 /// OpenRLHF's remote reward model: `{"query": [full texts], "prompts": [...], "labels": [...]}`
@@ -104,10 +127,6 @@ pub(super) async fn classify(State(state): State<Arc<AppState>>, body: Body) -> 
         (Some(Value::Bool(b)), _) | (None, Some(Value::Bool(b))) => b,
         (None, None) | (Some(Value::Null), _) => true,
         _ => return Err(ApiError::bad_request("field `use_activation`: expected a boolean")),
-    };
-    let model = match o.remove("model") {
-        Some(Value::String(m)) => m,
-        _ => state.model_label.clone(),
     };
     let _permit;
     let (scores, tokens) = match (o.remove("input"), o.contains_key("messages")) {
@@ -148,7 +167,8 @@ pub(super) async fn classify(State(state): State<Arc<AppState>>, body: Body) -> 
         "id": format!("classify-{}-{id}", now()),
         "object": "list",
         "created": now(),
-        "model": model,
+        // The model that answered, whatever name the client asked for.
+        "model": state.model_label,
         "data": data,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0, "prompt_tokens_details": null},
     })))

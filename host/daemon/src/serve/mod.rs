@@ -189,7 +189,7 @@ pub async fn run(
     };
     let drain = state.config.drain_timeout;
     tracing::info!(
-        address = ?listener.local_addr().ok(),
+        address = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
         model = %state.model_label,
         max_connections = limits.max_connections,
         open_file_limit = ?fd_limit,
