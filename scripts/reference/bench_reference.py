@@ -72,10 +72,10 @@ def make_cases(out, name, n_cases, n, prompt_words, response_words):
 
 
 @torch.no_grad()
-def reference(model_dir, cases_path, threads, dtype):
+def reference(model_dir, cases_path, threads, dtype, device="cpu"):
     torch.set_num_threads(threads)
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = LlamaForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
+    model = LlamaForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).to(device).eval()
     cases = [json.loads(line) for line in open(cases_path)]
     times, scores, tokens = [], [], 0
     for case in cases:
@@ -86,7 +86,7 @@ def reference(model_dir, cases_path, threads, dtype):
                                           tokenize=True, add_generation_prompt=False, return_tensors="pt",
                                           return_dict=True)
             tokens += ids["input_ids"].shape[1]
-            out = model.generate(ids["input_ids"], attention_mask=ids["attention_mask"], max_new_tokens=1,
+            out = model.generate(ids["input_ids"].to(device), attention_mask=ids["attention_mask"].to(device), max_new_tokens=1,
                                  return_dict_in_generate=True, output_scores=True, do_sample=False,
                                  pad_token_id=tok.eos_token_id)
             row.append(float(out.scores[0][0][0].item()))
@@ -108,6 +108,7 @@ def main():
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                     help="reference compute dtype (the model card runs bfloat16)")
     ap.add_argument("--set", default="cases", help="case set name: writes --dir/SET.jsonl")
+    ap.add_argument("--device", default="cpu", help="torch device for the reference (e.g. cuda)")
     ap.add_argument("--out", default="reference.json", help="result file name inside --dir")
     args = ap.parse_args()
     tokenizer_dir = args.tokenizer if os.path.exists(os.path.join(args.tokenizer, "tokenizer.json")) else \
@@ -115,7 +116,9 @@ def main():
     os.makedirs(args.dir, exist_ok=True)
     model_dir = make_checkpoint(args.dir, tokenizer_dir)
     cases = make_cases(args.dir, args.set, args.cases, args.n, args.prompt_words, args.response_words)
-    result = reference(model_dir, cases, args.threads, args.dtype)
+    result = reference(model_dir, cases, args.threads, args.dtype, args.device)
+    if args.device.startswith("cuda"):
+        result["peak_gpu_bytes"] = torch.cuda.max_memory_allocated()
     with open(os.path.join(args.dir, args.out), "w") as f:
         json.dump(result, f)
     print(json.dumps({k: v for k, v in result.items() if k != "scores"}))
