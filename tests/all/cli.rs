@@ -241,4 +241,17 @@ fn device_errors_say_what_to_do() {
         let line = stderr_line(&out);
         assert!(line.contains("--device"), "{bad}: {line}");
     }
+    // --device-map: one layer count per listed GPU, and GPUs to place them on.
+    let mapped = |device: &str, map: &str| {
+        let args = ["score", "--model", "tests/fixtures/tiny-llama-f32", "--input", "examples/score.jsonl"];
+        let mut args = args.to_vec();
+        args.extend(["--device", device, "--device-map", map]);
+        arbiter(&args, dir.path())
+    };
+    let out = mapped("cuda:0", "1,2");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_line(&out).contains("2 layer counts for 1 GPUs"), "{}", stderr_line(&out));
+    let out = mapped("cpu", "3");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_line(&out).contains("--device cuda:I,J"), "{}", stderr_line(&out));
 }

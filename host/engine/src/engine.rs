@@ -139,6 +139,14 @@ impl LlamaRewardModel {
         Ok(Some(plan(cfg, &request)?))
     }
 
+    /// The same model, reporting `plan` (a placement made by its loader) when it has one.
+    pub(crate) fn with_plan(mut self, plan: Option<Plan>) -> Self {
+        if plan.is_some() {
+            self.plan = plan;
+        }
+        self
+    }
+
     /// Where the model's memory goes (CPU: one device, the host's available memory).
     pub fn plan(&self) -> Option<&Plan> {
         self.plan.as_ref()

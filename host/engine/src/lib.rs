@@ -36,6 +36,7 @@ pub use config::{Head, Llama3Scaling, ModelConfig};
 pub use engine::LlamaRewardModel;
 pub use error::{EngineError, Result};
 pub use fake::FakeRewardModel;
+pub use gpus::plan_gpus;
 pub use plan::{Budget, DevicePlan, DoesNotFit, Plan, PlanRequest, plan};
 pub use prefix_cache::PrefixCacheStats;
 pub use prompt::Prompter;

@@ -107,11 +107,15 @@ struct EngineArgs {
     /// libdnnl2), else candle; `onednn` fails without it; `candle` never uses it.
     #[arg(long, env = "ARBITER_BACKEND", value_enum, default_value_t = BackendArg::Auto)]
     backend: BackendArg,
-    /// Where the model runs: `cpu`, `cuda` (GPU 0), or `cuda:0,1,...` (layers split evenly over
-    /// those GPUs, in order). CUDA needs a binary built with `--features cuda`; on CUDA
-    /// `--dtype auto` computes in bf16.
+    /// Where the model runs: `cpu`, `cuda` (GPU 0), or `cuda:0,1,...` (layers split over those
+    /// GPUs, in order, planned from their free memory; see --device-map). CUDA needs a binary
+    /// built with `--features cuda`; on CUDA `--dtype auto` computes in bf16.
     #[arg(long, env = "ARBITER_DEVICE", default_value = "cpu", value_name = "cpu|cuda[:I,J,...]")]
     device: String,
+    /// Layers per GPU listed in --device, e.g. `40,40` (default: planned from each GPU's free
+    /// memory, like transformers' device_map="auto"; evenly where it cannot be read).
+    #[arg(long, env = "ARBITER_DEVICE_MAP", value_delimiter = ',', value_name = "N,N,...")]
+    device_map: Vec<usize>,
     /// Bytes of prompt key/values kept across calls (prefix KV cache, LRU, in 128-token
     /// blocks): repeated prompts and a lazy policy's successive reward calls skip recomputing
     /// them. 0 disables.

@@ -240,9 +240,13 @@ impl EngineArgs {
     fn load_on_device(&self, dir: &std::path::Path) -> Result<LlamaRewardModel> {
         let gpus = parse_device(&self.device)?;
         if gpus.is_empty() {
+            if !self.device_map.is_empty() {
+                anyhow::bail!("--device-map places layers on GPUs: give --device cuda:I,J,...");
+            }
             return Ok(LlamaRewardModel::load(dir, self.options())?);
         }
-        LlamaRewardModel::load_gpus(dir, self.options(), &gpus).map_err(|e| match e {
+        let map = (!self.device_map.is_empty()).then_some(self.device_map.as_slice());
+        LlamaRewardModel::load_gpus_mapped(dir, self.options(), &gpus, map).map_err(|e| match e {
             arbiter_engine::EngineError::Input(m) => anyhow::anyhow!("--device {m}"),
             e => e.into(),
         })
