@@ -89,14 +89,18 @@ impl Online {
 
 /// Causal mask for a chunk of `len` queries over its own `len` keys, for `group` query heads
 /// folded into rows: `[group × len, len]`, 0 where visible, −∞ above the diagonal.
+/// Built on `like`'s device from two index vectors: on a GPU only `2 × len` indices cross from
+/// the host, never the `group × len²` mask itself (it is built once per layer call).
 pub fn causal_mask(group: usize, len: usize, like: &Tensor) -> Result<Tensor> {
-    let mut data = Vec::with_capacity(group * len * len);
-    for _ in 0..group {
-        for i in 0..len {
-            data.extend((0..len).map(|j| if j <= i { 0.0f32 } else { f32::NEG_INFINITY }));
-        }
-    }
-    Ok(Tensor::from_vec(data, (group * len, len), like.device())?.to_dtype(like.dtype())?)
+    let dev = like.device();
+    let n = u32::try_from(len).map_err(|_| candle_core::Error::Msg(format!("chunk of {len} tokens")))?;
+    let rows = Tensor::arange(0u32, n, dev)?.reshape((len, 1))?;
+    let cols = Tensor::arange(0u32, n, dev)?.reshape((1, len))?;
+    let above = cols.broadcast_gt(&rows)?;
+    let visible = Tensor::zeros((len, len), like.dtype(), dev)?;
+    let hidden = (Tensor::ones((len, len), like.dtype(), dev)? * f64::NEG_INFINITY)?;
+    let mask = above.where_cond(&hidden, &visible)?;
+    Ok(mask.unsqueeze(0)?.repeat((group, 1, 1))?.reshape((group * len, len))?)
 }
 
 /// Attention of `q` (`[kv_heads, group × L, d]`, already scaled by 1/√d) over `context` blocks
