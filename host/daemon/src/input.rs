@@ -154,9 +154,20 @@ impl Serialize for Score {
             Some(v) if v.is_nan() => s.serialize_str("NaN"),
             Some(v) if v == f32::INFINITY => s.serialize_str("inf"),
             Some(v) if v == f32::NEG_INFINITY => s.serialize_str("-inf"),
-            Some(v) => s.serialize_f32(v),
+            Some(v) => s.serialize_f64(shortest(v)),
         }
     }
+}
+
+/// The f64 of `v`'s shortest round-trip decimal (`2.9701936`, not `2.97019362449646`): JSON
+/// numbers that say what an f32 holds, identically in every output.
+pub fn shortest(v: f32) -> f64 {
+    format!("{v}").parse().unwrap_or(f64::from(v))
+}
+
+/// Scores as JSON the way every route and command prints them (NaN and infinities as strings).
+pub fn scores_json(scores: &[f32]) -> serde_json::Value {
+    serde_json::Value::Array(scores.iter().map(|&v| serde_json::to_value(Score(Some(v))).unwrap_or_default()).collect())
 }
 
 /// Identity of the policy that answered.

@@ -87,7 +87,7 @@ impl ModelConfig {
     /// # Errors
     /// A missing file, malformed JSON, missing or inconsistent fields, unsupported features.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| EngineError::Io { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|error| EngineError::Io { path: path.into(), error })?;
         let v: Value = serde_json::from_str(&text).map_err(|e| bad(path, format!("invalid JSON: {e}")))?;
         Self::from_json(path, &v)
     }

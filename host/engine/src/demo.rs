@@ -48,7 +48,7 @@ fn weights(seed: u64, n: usize, a: f32) -> Vec<f32> {
 /// # Errors
 /// Files that cannot be written into `dir`, and the loader's own errors.
 pub fn load(dir: &Path, options: EngineOptions) -> Result<LlamaRewardModel> {
-    let io = |what: &'static str| move |source| EngineError::Io { path: dir.join(what), source };
+    let io = |what: &'static str| move |error| EngineError::Io { path: dir.join(what), error };
     let config = serde_json::json!({
         "architectures": ["LlamaForCausalLM"], "hidden_size": HIDDEN, "intermediate_size": INTER,
         "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS,

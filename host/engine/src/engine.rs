@@ -83,7 +83,13 @@ impl LlamaRewardModel {
         compute: impl FnOnce(DType, &EngineOptions) -> Result<Compute>,
     ) -> Result<Self> {
         if !dir.is_dir() {
-            return Err(bad(dir, "not a directory"));
+            let what = if dir.exists() { "is not a directory" } else { "does not exist" };
+            return Err(bad(
+                dir,
+                format!(
+                    "{what}: expected a Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)"
+                ),
+            ));
         }
         let cfg = ModelConfig::load(&dir.join("config.json"))?;
         let prompter = Prompter::load(dir, options.neutralize_special_tokens)?;

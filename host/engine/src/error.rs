@@ -7,12 +7,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
+    // The OS error is part of the message and deliberately not a `source`: printed with its
+    // chain (`{:#}`), it would say the same thing twice.
+    #[error("cannot read {path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file is present but malformed or inconsistent.
     #[error("{path}: {message}")]

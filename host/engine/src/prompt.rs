@@ -28,7 +28,7 @@ fn special_token_string(v: Option<&serde_json::Value>) -> Option<String> {
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|source| EngineError::Io { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|error| EngineError::Io { path: path.into(), error })?;
     serde_json::from_str(&text).map_err(|e| bad(path, format!("invalid JSON: {e}")))
 }
 
@@ -52,7 +52,7 @@ fn load_template(dir: &Path, tok_config: &serde_json::Value) -> Result<String> {
     }
     let file = dir.join("chat_template.jinja");
     if file.exists() {
-        return std::fs::read_to_string(&file).map_err(|source| EngineError::Io { path: file, source });
+        return std::fs::read_to_string(&file).map_err(|error| EngineError::Io { path: file, error });
     }
     Err(bad(dir, "no chat template: neither tokenizer_config.json `chat_template` nor chat_template.jinja"))
 }

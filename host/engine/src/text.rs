@@ -38,7 +38,7 @@ impl TextEncoder {
     /// # Errors
     /// A missing or malformed file.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| EngineError::Io { path: path.into(), source })?;
+        let bytes = std::fs::read(path).map_err(|error| EngineError::Io { path: path.into(), error })?;
         let inner =
             tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| bad(path, format!("not a tokenizer.json: {e}")))?;
         let json: serde_json::Value =

@@ -54,7 +54,7 @@ fn to_candle(d: StDtype) -> Option<DType> {
 fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
-        let text = std::fs::read_to_string(&index).map_err(|source| EngineError::Io { path: index.clone(), source })?;
+        let text = std::fs::read_to_string(&index).map_err(|error| EngineError::Io { path: index.clone(), error })?;
         let v: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| bad(&index, format!("invalid JSON: {e}")))?;
         let map = v
@@ -98,11 +98,11 @@ impl Checkpoint {
             if !f.exists() {
                 return Err(bad(f, "listed by model.safetensors.index.json but missing"));
             }
-            let file = std::fs::File::open(f).map_err(|source| EngineError::Io { path: f.clone(), source })?;
+            let file = std::fs::File::open(f).map_err(|error| EngineError::Io { path: f.clone(), error })?;
             // SAFETY: the mapping is only sound while nobody truncates or rewrites the file;
             // checkpoints are read-only inputs, as for every mmap-based loader (candle, transformers).
             #[allow(unsafe_code, reason = "memory-mapping read-only checkpoint files")]
-            let map = unsafe { Mmap::map(&file) }.map_err(|source| EngineError::Io { path: f.clone(), source })?;
+            let map = unsafe { Mmap::map(&file) }.map_err(|error| EngineError::Io { path: f.clone(), error })?;
             let (header, meta) =
                 SafeTensors::read_metadata(&map).map_err(|e| bad(f, format!("not a safetensors file: {e}")))?;
             let base = 8 + header;

@@ -167,7 +167,7 @@ fn hostile_plugin_over_http_is_a_502_and_the_next_request_succeeds() {
     let body = |seed: u64| json!({"policy": "rotator", "candidates": [{"text": "a", "score": 1}, {"text": "b", "score": 2}], "seed": seed});
     let (s, v) = post(server.addr, "/v1/select", &body(666));
     assert_eq!(s, 502, "{v}");
-    assert_eq!(v["type"], "plugin_out-of-fuel");
+    assert_eq!(v["type"], "plugin_out_of_fuel");
     assert!(v["error"].as_str().is_some_and(|e| e.contains("rotator") && e.contains("fuel")), "{v}");
     let (s, v) = post(server.addr, "/v1/select", &body(1));
     assert_eq!(s, 200, "{v}");

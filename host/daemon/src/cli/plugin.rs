@@ -49,6 +49,11 @@ fn list(global: &Global) -> Result<()> {
 }
 
 fn check(global: &Global, path: &std::path::Path, input: Option<&str>, limits: &Limits) -> Result<()> {
+    // The sample input is read and parsed first: a wrong path fails before any report.
+    let input = match input {
+        Some(input) => Some(SelectInput::parse(&read_input(input)?).context("invalid sample input")?),
+        None => None,
+    };
     let host = global.host()?;
     let plugin = host.load_file(path, limits.clone())?;
     let report = plugin.load_report();
@@ -74,10 +79,8 @@ fn check(global: &Global, path: &std::path::Path, input: Option<&str>, limits: &
         outln!("{}{name} ({how})", if i == 0 { "imports      " } else { "             " });
     }
     print_stats("info() call", &report.smoke, &Limits::smoke());
-    if let Some(input) = input {
-        let text = read_input(input)?;
-        let input = SelectInput::parse(&text).context("invalid sample input")?;
-        sample(&plugin, &input, limits)?;
+    if let Some(input) = &input {
+        sample(&plugin, input, limits)?;
     }
     Ok(())
 }

@@ -187,7 +187,7 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
         });
         let record = match result {
             Ok((mut obj, scores, tokens, n_responses)) => {
-                obj.insert("scores".into(), serde_json::to_value(&scores).context("serializing scores")?);
+                obj.insert("scores".into(), arbiter::input::scores_json(&scores));
                 lines += 1;
                 responses_done += n_responses;
                 tokens_done += tokens;
@@ -230,8 +230,8 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
 impl EngineArgs {
     /// Loads the checkpoint `dir` with these settings, on `--device`.
     pub fn load(&self, dir: &std::path::Path) -> Result<LlamaRewardModel> {
-        let context = || format!("loading model {}", dir.display());
-        let model = self.load_on_device(dir).with_context(context)?;
+        // The engine's errors name the file; the context only says which step failed.
+        let model = self.load_on_device(dir).context("loading the model")?;
         // After loading, not before: the load's transient copies go back to the OS.
         super::heap::keep_freed_memory();
         Ok(model)

@@ -139,6 +139,9 @@ impl Abandoned {
 
     fn record(&mut self, status: u16) {
         if let Some(state) = self.state.take() {
+            let ms = self.started.elapsed().as_secs_f64() * 1000.0;
+            // The access log (filter with ARBITER_LOG=arbiter::access=off to silence it).
+            tracing::info!(target: "arbiter::access", route = self.route, status, ms, "request");
             state.metrics.requests.inc(&[self.route, &status.to_string()]);
             state.metrics.latency.observe(self.route, self.started.elapsed().as_secs_f64());
         }
@@ -244,7 +247,7 @@ async fn score(
         ScoreBody::Texts(texts) => state.engine.score_texts(texts).await?,
     };
     Ok(Json(json!({
-        "scores": scores,
+        "scores": crate::input::scores_json(&scores),
         "model": state.model_label,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     })))

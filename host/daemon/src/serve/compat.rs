@@ -109,6 +109,7 @@ pub(super) async fn get_reward(State(state): State<Arc<AppState>>, body: Body) -
     check_candidates(queries.len(), state.config.max_candidates)?;
     let _permit = admit(&state)?;
     let (rewards, _) = state.engine.score_texts(queries).await?;
+    let rewards = crate::input::scores_json(&rewards);
     Ok(Json(json!({"rewards": rewards, "scores": rewards})))
 }
 
@@ -159,7 +160,7 @@ pub(super) async fn classify(State(state): State<Arc<AppState>>, body: Body) -> 
         .enumerate()
         .map(|(index, &s)| {
             let p = if activation { 1.0 / (1.0 + (-s).exp()) } else { s };
-            json!({"index": index, "label": "reward", "probs": [p], "num_classes": 1})
+            json!({"index": index, "label": "reward", "probs": crate::input::scores_json(&[p]), "num_classes": 1})
         })
         .collect();
     let id = state.request_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -60,8 +60,9 @@ impl From<PluginError> for ApiError {
             ErrorKind::Cancelled => client_closed(),
             _ => StatusCode::BAD_GATEWAY,
         };
+        // API error types are snake_case throughout (metric labels keep the kebab-case form).
         let prefix = if e.kind.is_plugin_fault() { "plugin_" } else { "" };
-        Self { status, kind: format!("{prefix}{}", e.kind.label()), message: e.to_string() }
+        Self { status, kind: format!("{prefix}{}", e.kind.label().replace('-', "_")), message: e.to_string() }
     }
 }
 
