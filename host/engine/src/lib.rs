@@ -26,6 +26,7 @@ mod plan;
 mod prefix_cache;
 mod prompt;
 mod prompt_batch;
+mod schedule;
 mod template;
 mod text;
 mod weights;
