@@ -192,7 +192,7 @@ pub async fn run(
         address = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
         model = %state.model_label,
         max_connections = limits.max_connections,
-        open_file_limit = ?fd_limit,
+        open_file_limit = %fd_limit.map_or_else(|| "unknown".to_owned(), |n| n.to_string()),
         "arbiter serving"
     );
     let metrics = state.metrics.clone();
