@@ -70,8 +70,18 @@ fn connections_over_the_cap_are_refused_at_once() {
         c.max_connections = 3;
         c.header_timeout = Duration::from_secs(20);
     });
-    let idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(server.addr).expect("connect")).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    // Let the start-up probes' connections close, then hold every slot with an idle connection
+    // (one that was refused would have a 503 to read at once).
+    std::thread::sleep(Duration::from_millis(300));
+    let idle: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let s = TcpStream::connect(server.addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_millis(150))).expect("timeout");
+            let mut byte = [0u8; 1];
+            assert!(matches!((&s).read(&mut byte), Err(_)), "an idle connection was refused: the slots were not free");
+            s
+        })
+        .collect();
     let (status, body, took) = raw(server.addr, &score_request(""), Duration::from_secs(10));
     assert_eq!(status, 503, "{body}");
     assert_eq!(json_of(&body)["type"], "too_many_connections");
