@@ -48,6 +48,9 @@ enum OnError {
     Skip,
 }
 
+/// How often a run whose stderr is not a terminal reports progress.
+const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One input line: the object as given (to echo back), its conversation and its responses.
 struct Line {
     object: serde_json::Map<String, Value>,
@@ -159,6 +162,7 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
     let (mut mine, mut lines, mut skipped, mut responses_done, mut tokens_done) =
         (0usize, 0usize, 0usize, 0usize, 0usize);
     let work = Instant::now();
+    let mut last_report = Instant::now();
     for (i, line) in reader.lines().enumerate() {
         let n = i + 1;
         if shard.is_some_and(|(index, count)| i % count != index) {
@@ -204,9 +208,13 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
         };
         // Written (and flushed) line by line: a later failure never loses scored lines.
         writeln!(out, "{}", Value::Object(record)).and_then(|()| out.flush()).context("writing output")?;
+        let rate = responses_done as f64 / work.elapsed().as_secs_f64().max(1e-9);
         if progress {
-            let rate = responses_done as f64 / work.elapsed().as_secs_f64().max(1e-9);
             eprint!("\r  {lines} lines, {responses_done} responses ({rate:.1}/s)   ");
+        } else if last_report.elapsed() >= REPORT_EVERY {
+            // Redirected stderr (a job's log): a plain line now and then, not a carriage-return bar.
+            eprintln!("arbiter: {lines} lines, {responses_done} responses scored ({rate:.1}/s), at input line {n}");
+            last_report = Instant::now();
         }
     }
     if progress {
