@@ -122,3 +122,40 @@ fn bad_lines_are_skipped_and_reported_with_exit_code_3() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(stderr.matches("line ").count(), 1, "{stderr}");
 }
+
+#[test]
+fn an_interrupted_run_says_what_it_wrote_and_how_to_continue() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("out.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_arbiter"))
+        .args(["score", "--model", "tests/fixtures/tiny-llama-f32", "--input", "-", "--output"])
+        .arg(&out)
+        .env("ARBITER_CACHE_DIR", dir.path())
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Two lines, then stdin stays open: the run waits for more, like a long job mid-way.
+    let mut stdin = child.stdin.take().expect("stdin");
+    for i in 0..2 {
+        std::io::Write::write_all(
+            &mut stdin,
+            format!("{{\"messages\": [{{\"role\": \"user\", \"content\": \"q{i}\"}}], \"responses\": [\"a\"]}}\n")
+                .as_bytes(),
+        )
+        .expect("write");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(&out).map(|t| t.lines().count()).unwrap_or(0) < 2 {
+        assert!(std::time::Instant::now() < deadline, "the two lines were never written");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
+    assert!(status.success());
+    let result = child.wait_with_output().expect("wait");
+    assert_eq!(result.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("interrupted: 2 complete lines") && stderr.contains("--resume"), "{stderr}");
+    drop(stdin);
+}

@@ -3,6 +3,8 @@
 use std::io::{BufRead, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -83,6 +85,33 @@ fn parse_line(line: &str) -> Result<Line, String> {
     Ok(Line { object: obj, messages, responses })
 }
 
+/// On Ctrl-C or SIGTERM: says how many lines the output holds (every written line is flushed,
+/// so all of them are complete) and how to continue, then exits 130.
+fn on_interrupt(written: Arc<AtomicUsize>, output: String) {
+    let _ = std::thread::Builder::new().name("arbiter-interrupt".into()).spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            let term = async {
+                #[cfg(unix)]
+                if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    s.recv().await;
+                    return;
+                }
+                std::future::pending::<()>().await;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                () = term => {},
+            }
+        });
+        eprintln!(
+            "\narbiter: interrupted: {} complete lines in {output}; run again with --resume to continue",
+            written.load(Ordering::Relaxed)
+        );
+        std::process::exit(130);
+    });
+}
+
 /// `I/N` → (I, N).
 fn parse_shard(spec: &str) -> Result<(usize, usize)> {
     let bad = || anyhow::anyhow!("--shard {spec:?}: expected I/N with 0 <= I < N");
@@ -159,6 +188,11 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
         None => Box::new(std::io::stdout().lock()),
     };
     let progress = std::io::stderr().is_terminal();
+    let written = Arc::new(AtomicUsize::new(done.len()));
+    on_interrupt(
+        written.clone(),
+        args.output.as_ref().map_or_else(|| "stdout".to_owned(), |p| p.display().to_string()),
+    );
     let (mut mine, mut lines, mut skipped, mut responses_done, mut tokens_done) =
         (0usize, 0usize, 0usize, 0usize, 0usize);
     let work = Instant::now();
@@ -208,6 +242,7 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
         };
         // Written (and flushed) line by line: a later failure never loses scored lines.
         writeln!(out, "{}", Value::Object(record)).and_then(|()| out.flush()).context("writing output")?;
+        written.fetch_add(1, Ordering::Relaxed);
         let rate = responses_done as f64 / work.elapsed().as_secs_f64().max(1e-9);
         if progress {
             eprint!("\r  {lines} lines, {responses_done} responses ({rate:.1}/s)   ");
