@@ -62,6 +62,8 @@ pub struct BenchArgs {
     /// instance), to compare the two.
     #[arg(long, value_enum, default_value = "pooling")]
     allocator: Allocator,
+    #[command(flatten)]
+    plugins_host: Global,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -86,7 +88,8 @@ enum BenchTarget {
     Lazy,
 }
 
-pub fn run(global: &Global, args: BenchArgs) -> Result<()> {
+pub fn run(args: BenchArgs) -> Result<()> {
+    let global = &args.plugins_host;
     let model = || args.model.as_deref().context("this benchmark needs --model DIR");
     match args.what {
         BenchTarget::Plugins => plugins(global, &args),

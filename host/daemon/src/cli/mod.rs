@@ -28,26 +28,24 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "arbiter", version, about, long_about = None)]
 pub struct Cli {
-    #[command(flatten)]
-    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
-/// Options shared by every command.
-#[derive(Debug, Args)]
+/// Plugin host options, on the commands that load plugins (serve, select, plugin, bench).
+#[derive(Debug, Args, Clone)]
 struct Global {
     /// Directory for compiled plugins (default: $XDG_CACHE_HOME or ~/.cache, then arbiter/compiled).
-    #[arg(long, global = true, env = "ARBITER_CACHE_DIR", value_name = "DIR")]
+    #[arg(long, env = "ARBITER_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
     /// Do not read or write the compiled-plugin cache.
-    #[arg(long, global = true)]
+    #[arg(long)]
     no_cache: bool,
     /// Longest compile of one plugin (in a separate process, killed after it).
-    #[arg(long, global = true, env = "ARBITER_COMPILE_TIMEOUT_SECONDS", default_value_t = 60, value_name = "S")]
+    #[arg(long, env = "ARBITER_COMPILE_TIMEOUT_SECONDS", default_value_t = 60, value_name = "S")]
     compile_timeout_seconds: u64,
     /// Most memory one plugin's compile may take (the compiler process's data limit).
-    #[arg(long, global = true, env = "ARBITER_COMPILE_MEMORY_MIB", default_value_t = 4096, value_name = "MIB")]
+    #[arg(long, env = "ARBITER_COMPILE_MEMORY_MIB", default_value_t = 4096, value_name = "MIB")]
     compile_memory_mib: u64,
 }
 
@@ -244,11 +242,11 @@ impl Global {
 pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
     let ok = |r: Result<()>| r.map(|()| std::process::ExitCode::SUCCESS);
     match cli.command {
-        Command::Serve(args) => ok(serve::run(&cli.global, *args)),
+        Command::Serve(args) => ok(serve::run(*args)),
         Command::Score(args) => score::run(args),
-        Command::Select(args) => ok(select::run(&cli.global, args)),
-        Command::Plugin { command } => ok(plugin::run(&cli.global, command)),
-        Command::Bench(args) => ok(bench::run(&cli.global, args)),
+        Command::Select(args) => ok(select::run(args)),
+        Command::Plugin { command } => ok(plugin::run(command)),
+        Command::Bench(args) => ok(bench::run(args)),
         Command::CompileWorker { args } => ok(arbiter_plugins::worker_main(&args).map_err(anyhow::Error::msg)),
     }
 }

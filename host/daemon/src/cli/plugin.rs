@@ -24,15 +24,22 @@ pub enum PluginCommand {
         input: Option<String>,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        plugins_host: Global,
     },
     /// List the bundled plugins with version and sha256.
-    List,
+    List {
+        #[command(flatten)]
+        plugins_host: Global,
+    },
 }
 
-pub fn run(global: &Global, command: PluginCommand) -> Result<()> {
+pub fn run(command: PluginCommand) -> Result<()> {
     match command {
-        PluginCommand::Check { path, input, limits } => check(global, &path, input.as_deref(), &limits.resolve()?),
-        PluginCommand::List => list(global),
+        PluginCommand::Check { path, input, limits, plugins_host } => {
+            check(&plugins_host, &path, input.as_deref(), &limits.resolve()?)
+        }
+        PluginCommand::List { plugins_host } => list(&plugins_host),
     }
 }
 

@@ -35,9 +35,12 @@ pub struct SelectArgs {
     engine: EngineArgs,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    plugins_host: Global,
 }
 
-pub fn run(global: &Global, args: SelectArgs) -> Result<()> {
+pub fn run(args: SelectArgs) -> Result<()> {
+    let global = &args.plugins_host;
     args.engine.apply_threads();
     let text = read_input(&args.input)?;
     let input = SelectInput::parse(&text).with_context(|| format!("invalid input {}", args.input))?;

@@ -76,6 +76,8 @@ pub struct ServeArgs {
     engine: EngineArgs,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    plugins_host: Global,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,7 +92,8 @@ enum LogFormat {
     Json,
 }
 
-pub fn run(global: &Global, args: ServeArgs) -> Result<()> {
+pub fn run(args: ServeArgs) -> Result<()> {
+    let global = &args.plugins_host;
     args.engine.apply_threads();
     let filter = tracing_subscriber::EnvFilter::try_from_env("ARBITER_LOG").unwrap_or_else(|_| "info".into());
     // Colour only on a terminal: redirected logs stay plain text.
