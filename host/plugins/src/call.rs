@@ -33,8 +33,14 @@ pub struct CallStats {
 }
 
 /// A store for one call, with fuel, epoch deadline and memory limiter armed.
-pub(crate) fn new_store(engine: &Engine, limits: &Limits, reward: Arc<dyn RewardBackend>) -> Store<CallState> {
-    let mut store = Store::new(engine, CallState::new(limits.clone(), reward));
+/// `seed` seeds the call's WASI randomness (the request's seed: a call stays reproducible).
+pub(crate) fn new_store(
+    engine: &Engine,
+    limits: &Limits,
+    reward: Arc<dyn RewardBackend>,
+    seed: u64,
+) -> Store<CallState> {
+    let mut store = Store::new(engine, CallState::new(limits.clone(), reward, seed));
     store.limiter(|s| &mut s.limiter);
     // `set_fuel` only fails when fuel is disabled in the engine, which `PluginHost::new` never does.
     let _ = store.set_fuel(limits.fuel);

@@ -61,7 +61,8 @@ impl Limits {
         Self {
             fuel: 10_000_000,
             timeout: Duration::from_millis(500),
-            memory_bytes: 16 << 20,
+            // A Python (componentize-py) component's runtime takes ~12 MiB just to start.
+            memory_bytes: 64 << 20,
             reward_responses: 0,
             reward_bytes: 0,
             ..Self::default()

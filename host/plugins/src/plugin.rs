@@ -98,7 +98,7 @@ impl Plugin {
         let smoke = Limits::smoke();
         let stack = shared.config.max_wasm_stack;
         let fail = |kind| PluginError::new(&id, kind);
-        let mut store = call::new_store(&shared.engine, &smoke, Arc::new(NoModel));
+        let mut store = call::new_store(&shared.engine, &smoke, Arc::new(NoModel), 0);
         let outcome: wasmtime::Result<PolicyInfo> = match &prepared {
             Prepared::Policy(pre) => pre
                 .instantiate(&mut store)
@@ -184,7 +184,7 @@ impl Plugin {
         validate::request(req, &self.limits).map_err(|m| self.error(ErrorKind::InputTooLarge(m)))?;
         let _running = self.claim()?;
         let wit_req = wit::Request::from(req);
-        let mut store = call::new_store(&self.shared.engine, &self.limits, reward);
+        let mut store = call::new_store(&self.shared.engine, &self.limits, reward, req.seed);
         let outcome =
             pre.instantiate(&mut store).and_then(|p| p.arbiter_policy_selector().call_select(&mut store, &wit_req));
         let stats = call::finish(&mut store);
@@ -220,7 +220,7 @@ impl Plugin {
         validate::request(&probe, &self.limits).map_err(|m| self.error(ErrorKind::InputTooLarge(m)))?;
         let _running = self.claim()?;
         let conv: Vec<wit::Message> = conversation.iter().map(Into::into).collect();
-        let mut store = call::new_store(&self.shared.engine, &self.limits, Arc::new(NoModel));
+        let mut store = call::new_store(&self.shared.engine, &self.limits, Arc::new(NoModel), 0);
         let mut values = Vec::with_capacity(candidates.len());
         let outcome: wasmtime::Result<Result<(), (u32, String)>> = pre.instantiate(&mut store).and_then(|rule| {
             let scorer = rule.arbiter_policy_scorer();

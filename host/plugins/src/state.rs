@@ -78,6 +78,10 @@ impl ResourceLimiter for Limiter {
     }
 }
 
+/// Most random bytes one WASI call may ask for (the host allocates them before the guest gets
+/// them).
+const MAX_RANDOM_BYTES: u64 = 1 << 16;
+
 /// What one log line costs beyond its text, so that empty lines cannot pile up for free.
 const LOG_LINE_COST: usize = 64;
 
@@ -160,10 +164,14 @@ pub(crate) struct CallState {
     pub(crate) reward_failure: Option<crate::backend::RewardError>,
     /// Calls from the guest into the host so far (counted by the store's call hook).
     pub(crate) host_calls: u64,
+    /// SplitMix64 state behind the guest's WASI randomness, seeded by the request's seed.
+    rng: u64,
+    /// The guest's monotonic clock, in nanoseconds: virtual, one step per reading.
+    pub(crate) clock_ns: u64,
 }
 
 impl CallState {
-    pub(crate) fn new(limits: Limits, reward: Arc<dyn RewardBackend>) -> Self {
+    pub(crate) fn new(limits: Limits, reward: Arc<dyn RewardBackend>, seed: u64) -> Self {
         let log = LogBuffer { cap: limits.max_log_bytes, ..LogBuffer::default() };
         Self {
             limiter: Limiter { memory_cap: limits.memory_bytes, peak_bytes: 0 },
@@ -175,8 +183,35 @@ impl CallState {
             host_time: Duration::ZERO,
             reward_failure: None,
             host_calls: 0,
+            rng: seed ^ 0x6172_6269_7465_7221,
+            clock_ns: 0,
             limits,
         }
+    }
+
+    /// The next value of the call's deterministic generator (SplitMix64).
+    pub(crate) fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// `len` deterministic bytes, at most [`MAX_RANDOM_BYTES`] per call.
+    pub(crate) fn random_bytes(&mut self, len: u64) -> wasmtime::Result<Vec<u8>> {
+        if len > MAX_RANDOM_BYTES {
+            return Err(wasmtime::Error::new(Abort::Denied(format!(
+                "wasi:random: {len} bytes in one call (at most {MAX_RANDOM_BYTES})"
+            ))));
+        }
+        let mut out = Vec::with_capacity(len as usize);
+        while (out.len() as u64) < len {
+            let word = self.next_random().to_le_bytes();
+            let take = (len as usize - out.len()).min(8);
+            out.extend_from_slice(&word[..take]);
+        }
+        Ok(out)
     }
 
     /// Charges one guest → host call (every import and libcall passes here).

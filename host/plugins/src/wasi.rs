@@ -1,4 +1,6 @@
-//! Deny-all WASI: what a `wasm32-wasip2` guest may import, and what it gets.
+//! Deny-all WASI: what a `wasm32-wasip2` guest may import, and what it gets. Language runtimes
+//! (componentize-py, SpiderMonkey) read randomness and clocks at start; they get deterministic
+//! stand-ins, never the host's entropy or time, so the same request gives the same answer.
 //!
 //! Rust's std (and componentize-py/js) pull WASI 0.2 interfaces into every component even when
 //! the plugin never uses them, so refusing them outright would refuse every real plugin. The
@@ -13,8 +15,10 @@
 //! | `wasi:cli/terminal-*` | no terminal |
 //! | `wasi:cli/exit` | ends the call with a trap |
 //! | `wasi:filesystem/preopens` | no directories, so no file can ever be opened |
-//! | `wasi:random/insecure-seed` | a fixed seed, so hash maps work and stay deterministic |
-//! | everything else (clocks, random bytes, sockets, polling, descriptors) | traps with [`Abort::Denied`] naming the function |
+//! | `wasi:random/*` (random, insecure, insecure-seed) | a SplitMix64 generator seeded by the request's `seed`: a call is reproducible, and no host entropy leaks (≤ 64 KiB per call) |
+//! | `wasi:clocks/monotonic-clock` | a virtual clock: +1 µs per reading; a wait ends at once and moves the clock past it |
+//! | `wasi:clocks/wall-clock` | fixed at 2024-01-01T00:00:00Z |
+//! | everything else (sockets, descriptors, ...) | traps with [`Abort::Denied`] naming the function |
 //!
 //! Imports are defined per component, under the exact name (and version) it imports, so
 //! semver lookups never shadow a stub with a trap. Any import outside these namespaces and
@@ -29,8 +33,22 @@ use crate::state::{Abort, CallState};
 const WASI_ALLOWED: [&str; 6] =
     ["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:filesystem/", "wasi:random/", "wasi:sockets/"];
 
-/// Fixed answer to `insecure-seed`: not random, by design (determinism).
-const INSECURE_SEED: (u64, u64) = (0x6172_6269_7465_7221, 0x0123_4567_89ab_cdef);
+/// The monotonic clock's step per reading (and its resolution): 1 µs.
+const CLOCK_STEP_NS: u64 = 1_000;
+
+/// The wall clock's fixed answer: 2024-01-01T00:00:00Z.
+const WALL_CLOCK_SECONDS: u64 = 1_704_067_200;
+
+/// Pollable rep of clock subscriptions (streams use 0 and 1).
+const CLOCK_POLLABLE: u32 = 2;
+
+/// `wasi:clocks/wall-clock.datetime`.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+struct Datetime {
+    seconds: u64,
+    nanoseconds: u32,
+}
 
 /// How an import name is treated.
 #[derive(Debug, PartialEq, Eq)]
@@ -208,8 +226,45 @@ fn define_stub(inst: &mut LinkerInstance<'_, CallState>, iface: &str, name: &str
         ("wasi:filesystem/preopens", "get-directories") => {
             inst.func_wrap(name, |_, (): ()| Ok((Vec::<(Resource<Denied>, String)>::new(),)))?;
         }
+        // Randomness: a generator seeded by the request's seed, never the host's entropy.
         ("wasi:random/insecure-seed", "insecure-seed") => {
-            inst.func_wrap(name, |_, (): ()| Ok((INSECURE_SEED,)))?;
+            inst.func_wrap(name, |mut store, (): ()| {
+                let s = store.data_mut();
+                Ok(((s.next_random(), s.next_random()),))
+            })?;
+        }
+        ("wasi:random/random", "get-random-u64") | ("wasi:random/insecure", "get-insecure-random-u64") => {
+            inst.func_wrap(name, |mut store, (): ()| Ok((store.data_mut().next_random(),)))?;
+        }
+        ("wasi:random/random", "get-random-bytes") | ("wasi:random/insecure", "get-insecure-random-bytes") => {
+            inst.func_wrap(name, |mut store, (len,): (u64,)| Ok((store.data_mut().random_bytes(len)?,)))?;
+        }
+        // Clocks: a virtual monotonic clock (one step per reading) and a fixed wall clock,
+        // never the host's time, so a call's result does not depend on when it ran.
+        ("wasi:clocks/monotonic-clock", "now") => {
+            inst.func_wrap(name, |mut store, (): ()| {
+                let s = store.data_mut();
+                s.clock_ns += CLOCK_STEP_NS;
+                Ok((s.clock_ns,))
+            })?;
+        }
+        ("wasi:clocks/monotonic-clock", "resolution") => {
+            inst.func_wrap(name, |_, (): ()| Ok((CLOCK_STEP_NS,)))?;
+        }
+        // A wait ends at once (the time is virtual); the clock moves past it.
+        ("wasi:clocks/monotonic-clock", "subscribe-duration" | "subscribe-instant") => {
+            let relative = name == "subscribe-duration";
+            inst.func_wrap(name, move |mut store, (when,): (u64,)| {
+                let s = store.data_mut();
+                s.clock_ns = if relative { s.clock_ns.saturating_add(when) } else { s.clock_ns.max(when) };
+                Ok((Resource::<Pollable>::new_own(CLOCK_POLLABLE),))
+            })?;
+        }
+        ("wasi:clocks/wall-clock", "now") => {
+            inst.func_wrap(name, |_, (): ()| Ok((Datetime { seconds: WALL_CLOCK_SECONDS, nanoseconds: 0 },)))?;
+        }
+        ("wasi:clocks/wall-clock", "resolution") => {
+            inst.func_wrap(name, |_, (): ()| Ok((Datetime { seconds: 1, nanoseconds: 0 },)))?;
         }
         _ => return Ok(false),
     }

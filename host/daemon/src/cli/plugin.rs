@@ -107,7 +107,8 @@ fn sample(plugin: &Plugin, input: &SelectInput, limits: &Limits) -> Result<()> {
             let req =
                 Request { conversation: input.conversation(), candidates, params: params.collect(), seed: input.seed };
             let (selection, stats) = plugin.select(&req, Arc::new(NoModel))?;
-            outln!("sample       chosen={:?} ranking={:?}", selection.chosen, selection.ranking);
+            let chosen = selection.chosen.map_or_else(|| "none (abstained)".to_owned(), |c| c.to_string());
+            outln!("sample       chosen={chosen} ranking={:?}", selection.ranking);
             outln!("reason       {}", selection.reason);
             stats
         }
