@@ -170,10 +170,15 @@ fn wasi_file_read_with_a_forged_descriptor_traps() {
 }
 
 #[test]
-fn wasi_clock_is_denied_by_name() {
+fn wasi_wall_clock_is_fixed_never_the_hosts() {
     let (host, _d) = support::host();
-    let plugin = load(&host, "snoop", SNOOP_IMPORTS, "", "(call $now (i32.const 900))", Limits::default());
-    assert_eq!(contained(&plugin), ErrorKind::Denied("wasi:clocks/wall-clock@0.2.0#now".into()));
+    // Traps unless `now` answers 2024-01-01T00:00:00Z (seconds at 904, nanoseconds at 912).
+    let body = "(call $now (i32.const 904))
+        (if (i64.ne (i64.load (i32.const 904)) (i64.const 1704067200)) (then unreachable))
+        (if (i32.ne (i32.load (i32.const 912)) (i32.const 0)) (then unreachable))";
+    let plugin = load(&host, "snoop", SNOOP_IMPORTS, "", body, Limits::default());
+    let (hostile, _) = hostile_and_benign();
+    plugin.select(&hostile, Arc::new(NoModel)).expect("the clock reads the fixed time");
 }
 
 /// Load failures must leave the host able to load and run a good plugin.
