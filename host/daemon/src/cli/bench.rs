@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use arbiter::bundled;
 use arbiter_plugins::{Candidate, Limits, Message, NoModel, Request};
 use clap::{Args, ValueEnum};
 
@@ -55,7 +54,7 @@ pub struct BenchArgs {
     /// Timed iterations per size (after 10% warm-up).
     #[arg(long, default_value_t = 2000)]
     iterations: usize,
-    /// Bundled policy to measure.
+    /// Policy to measure: a bundled name or a .wasm path (any language).
     #[arg(long, default_value = "argmax")]
     policy: String,
     /// Instance allocation: `pooling` (the default host setting) or `on-demand` (an mmap per
@@ -120,12 +119,16 @@ fn plugins(global: &Global, args: &BenchArgs) -> Result<()> {
     } else {
         global.host()?
     };
-    let bytes = bundled::get(&args.policy).with_context(|| format!("`{}` is not a bundled plugin", args.policy))?;
-    let plugin = host.load(&args.policy, bytes, Limits::default())?;
+    let started = Instant::now();
+    let plugin = arbiter::select::load_plugin(&host, &args.policy, &Limits::default())?;
+    let report = plugin.load_report();
     outln!(
-        "policy {} {}; {} iterations per size; instantiate + select per call",
+        "policy {} {} ({} bytes; loaded in {:.1} ms, {}); {} iterations per size; instantiate + select per call",
         plugin.id().name,
         plugin.id().version,
+        report.size_bytes,
+        started.elapsed().as_secs_f64() * 1000.0,
+        if report.from_cache { "from the compile cache" } else { "compiled" },
         args.iterations
     );
     outln!("{:>6} {:>10} {:>10} {:>10} {:>12}", "N", "p50 µs", "p99 µs", "mean µs", "fuel/call");
