@@ -321,3 +321,45 @@ fn a_configmap_style_symlink_swap_reloads_the_plugin() {
     }
     server.shutdown().expect("clean shutdown");
 }
+
+/// Operators set a plugin's limits in `NAME.limits` beside `NAME.wasm`; a change reloads it.
+#[test]
+fn per_plugin_limits_come_from_a_sidecar_file_and_hot_reload() {
+    let dir = tempfile::tempdir().expect("dir");
+    let wat = crate::support::policy_wat("", "", "").replace("\"hostile\"", "\"limited\"");
+    let wasm = crate::support::component("plain", &wat);
+    std::fs::write(dir.path().join("limited.wasm"), wasm).expect("write");
+    std::fs::write(dir.path().join("limited.limits"), "# generous for this one\nfuel=12345678\nmemory-mib=8\n")
+        .expect("write");
+    let server = Server::start(Duration::ZERO, Some(dir.path()), |_| {});
+    let limits = |addr| -> (serde_json::Value, serde_json::Value) {
+        let v: Value = serde_json::from_str(&get(addr, "/v1/policies").1).expect("json");
+        let e = v["policies"]
+            .as_array()
+            .and_then(|l| l.iter().find(|p| p["name"] == "limited"))
+            .cloned()
+            .unwrap_or_default();
+        (e["limits"].clone(), e["last_error"].clone())
+    };
+    let (l, _) = limits(server.addr);
+    assert_eq!((l["fuel"].as_u64(), l["memory-mib"].as_u64()), (Some(12_345_678), Some(8)), "{l}");
+    std::fs::write(dir.path().join("limited.limits"), "fuel=7654321\n").expect("write");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while limits(server.addr).0["fuel"].as_u64() != Some(7_654_321) {
+        assert!(Instant::now() < deadline, "the new limits never applied: {:?}", limits(server.addr));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A bad file is reported by line, and the plugin keeps serving with its previous limits.
+    std::fs::write(dir.path().join("limited.limits"), "fuel=lots\n").expect("write");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (l, error) = limits(server.addr);
+        if error.as_str().is_some_and(|e| e.contains("limited.limits line 1") && e.contains("fuel")) {
+            assert_eq!(l["fuel"].as_u64(), Some(7_654_321));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the bad file was never reported: {error}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.shutdown().expect("clean shutdown");
+}

@@ -126,6 +126,14 @@ fn route_label(path: &str) -> &'static str {
 
 /// Records a request in the metrics once: with its status when it completes, or as 499 when
 /// its future is dropped first (the client went away), so abandoned requests are counted.
+/// A plugin's limits as `/v1/policies` shows them (the `--limit` keys).
+fn limits_json(l: &arbiter_plugins::Limits) -> Value {
+    json!({"fuel": l.fuel, "timeout-ms": l.timeout.as_millis() as u64, "memory-mib": l.memory_bytes >> 20,
+           "max-candidates": l.max_candidates, "max-input-bytes": l.max_input_bytes, "max-log-bytes": l.max_log_bytes,
+           "reward-responses": l.reward_responses, "max-host-calls": l.max_host_calls,
+           "deadline-ms": l.deadline.as_millis() as u64})
+}
+
 struct Abandoned {
     state: Option<Arc<AppState>>,
     route: &'static str,
@@ -337,7 +345,8 @@ async fn policies(State(state): State<Arc<AppState>>) -> Json<Value> {
             };
             let loaded_at = e.loaded_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             json!({"name": name, "version": version, "sha256": sha256, "kind": kind, "source": e.source,
-                   "loaded_at": loaded_at, "last_error": e.last_error})
+                   "loaded_at": loaded_at, "last_error": e.last_error,
+                   "limits": e.plugin.as_ref().map(|p| limits_json(p.limits()))})
         })
         .collect();
     Json(json!({"policies": list}))

@@ -175,8 +175,11 @@ impl Registry {
     /// (compiles): call from a blocking thread, one per file.
     pub fn reload(&self, path: &Path) {
         let Some(generation) = self.begin(path) else { return };
-        let result =
-            if path.symlink_metadata().is_ok() { Some(self.host.load_file(path, self.limits.clone())) } else { None };
+        let result = if path.symlink_metadata().is_ok() {
+            Some(self.limits_for(path).and_then(|limits| self.host.load_file(path, limits).map_err(|e| e.to_string())))
+        } else {
+            None
+        };
         let Ok(mut s) = self.state.write() else { return };
         if s.generations.get(path) != Some(&generation) {
             return; // a newer reload of this file started: its result wins
@@ -205,9 +208,28 @@ impl Registry {
                 let stem = || path.file_stem().and_then(|x| x.to_str()).unwrap_or("plugin").to_owned();
                 let name = s.files.get(path).cloned().unwrap_or_else(stem);
                 s.files.insert(path.to_path_buf(), name.clone());
-                s.names.entry(name).or_default().last_error = Some((path.to_path_buf(), e.to_string()));
+                s.names.entry(name).or_default().last_error = Some((path.to_path_buf(), e));
             }
         }
+    }
+
+    /// The limits of the plugin in `path`: the daemon's, with the operator's overrides from a
+    /// `NAME.limits` file beside it (one `key=value` per line, as `--limit`; `#` comments).
+    fn limits_for(&self, path: &Path) -> Result<Limits, String> {
+        let mut limits = self.limits.clone();
+        let sidecar = limits_file(path);
+        let text = match std::fs::read_to_string(&sidecar) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(limits),
+            Err(e) => return Err(format!("{}: {e}", sidecar.display())),
+        };
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if !line.is_empty() {
+                limits.set(line).map_err(|e| format!("{} line {}: {e}", sidecar.display(), n + 1))?;
+            }
+        }
+        Ok(limits)
     }
 
     /// Starts a reload of `path`: its generation number.
@@ -236,6 +258,11 @@ fn unload(s: &mut State, path: &Path) {
             s.names.remove(&name);
         }
     }
+}
+
+/// `NAME.limits` beside `NAME.wasm`: the operator's per-plugin limits.
+pub fn limits_file(wasm: &Path) -> PathBuf {
+    wasm.with_extension("limits")
 }
 
 /// Plugin files are `*.wasm` (hidden and temp files are ignored: editors write those).

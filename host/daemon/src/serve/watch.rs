@@ -60,7 +60,12 @@ pub fn start(dir: &Path, registry: Arc<Registry>) -> anyhow::Result<notify::Reco
                 all.extend(registry.files());
                 all
             } else {
-                paths.into_iter().filter(|p| is_plugin_file(p)).collect()
+                // A changed `NAME.limits` reloads `NAME.wasm` with the new limits.
+                paths
+                    .into_iter()
+                    .map(|p| if p.extension().is_some_and(|e| e == "limits") { p.with_extension("wasm") } else { p })
+                    .filter(|p| is_plugin_file(p))
+                    .collect()
             };
             if paths.is_empty() {
                 continue;
