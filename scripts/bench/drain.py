@@ -8,16 +8,19 @@ second later, and prints the exit time and the client's answer.
 
   python3 scripts/bench/drain.py target/release/arbiter 18183 2
 """
-import json, subprocess, sys, time, threading, urllib.request, signal
+import json
+import signal
+import sys
+import threading
+import time
+import urllib.request
+import os
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_bench_model import serve  # noqa: E402
+
 binary, port, drain = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-proc = subprocess.Popen([binary, "serve", "--model", "/tmp/arbiter-bench/model", "--threads", "2",
-                         "--listen", f"127.0.0.1:{port}", "--drain-seconds", drain], stderr=subprocess.DEVNULL)
-url = f"http://127.0.0.1:{port}"
-for _ in range(600):
-    try:
-        urllib.request.urlopen(url + "/health", timeout=1); break
-    except Exception:
-        time.sleep(0.1)
+proc, url = serve(binary, port, "--drain-seconds", drain)
 cases = [json.loads(l) for l in open("/tmp/arbiter-bench/shared.jsonl")]
 responses = [r for c in cases for r in c["responses"]] * 4  # 256 responses
 body = json.dumps({"messages": cases[0]["messages"], "responses": responses}).encode()

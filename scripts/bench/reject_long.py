@@ -7,17 +7,17 @@ responses to /v1/score, and prints each answer's status, time and the daemon's R
 
   python3 scripts/bench/reject_long.py target/release/arbiter 18181
 """
-import json, subprocess, sys, time, urllib.request
+import json
+import sys
+import time
+import urllib.request
+import os
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_bench_model import serve  # noqa: E402
+
 binary, port = sys.argv[1], int(sys.argv[2])
-proc = subprocess.Popen([binary, "serve", "--model", "/tmp/arbiter-bench/model", "--threads", "2",
-                         "--listen", f"127.0.0.1:{port}", "--max-body-bytes", "16000000"],
-                        stderr=subprocess.DEVNULL)
-url = f"http://127.0.0.1:{port}"
-for _ in range(600):
-    try:
-        urllib.request.urlopen(url + "/health", timeout=1); break
-    except Exception:
-        time.sleep(0.1)
+proc, url = serve(binary, port, "--max-body-bytes", "16000000")
 def rss():
     for l in open(f"/proc/{proc.pid}/status"):
         if l.startswith("VmRSS"): return int(l.split()[1]) // 1024

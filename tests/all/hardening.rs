@@ -133,7 +133,7 @@ fn error_text_from_a_plugin_is_bounded() {
 fn empty_host_calls_in_a_loop_end_at_the_host_call_limit() {
     let (host, _d) = support::host();
     // reward.score(conversation, []) forever: free for the quota, but every call is counted.
-    let imports = r#"(import "arbiter:policy/reward@0.1.0" "score" (func $score (param i32 i32 i32 i32 i32)))"#;
+    let imports = support::REWARD_SCORE_IMPORT;
     let body = "(loop $l (call $score (local.get $conv) (local.get $conv_len) (i32.const 700) (i32.const 0) (i32.const 800)) (br $l))";
     let limits =
         Limits { fuel: u64::MAX, timeout: Duration::from_secs(30), max_host_calls: 10_000, ..Limits::default() };
@@ -147,7 +147,7 @@ fn empty_host_calls_in_a_loop_end_at_the_host_call_limit() {
     assert_eq!(model.calls.load(std::sync::atomic::Ordering::SeqCst), 0, "empty calls never reach the engine");
     plugin.select(&benign, model).expect("next call succeeds");
     // Empty log lines cost their entry: the log cap ends the loop long before memory does.
-    let imports = r#"(import "arbiter:policy/log@0.1.0" "log" (func $log (param i32 i32 i32)))"#;
+    let imports = support::LOG_IMPORT;
     let body = "(loop $l (call $log (i32.const 0) (i32.const 8192) (i32.const 0)) (br $l))";
     let plugin =
         host.load("quiet", &component("logger", &policy_wat(imports, "", body)), Limits::default()).expect("loads");
@@ -159,9 +159,8 @@ fn empty_host_calls_in_a_loop_end_at_the_host_call_limit() {
 fn host_time_counts_against_the_call_deadline() {
     let (host, _d) = support::host();
     // Each reward call takes 100 ms of host time, which the guest's own 2 s budget excludes.
-    let imports = r#"(import "arbiter:policy/reward@0.1.0" "score" (func $score (param i32 i32 i32 i32 i32)))"#;
-    let body = "(i32.store (i32.const 700) (i32.const 48)) (i32.store (i32.const 704) (i32.const 2))
-        (loop $l (call $score (local.get $conv) (local.get $conv_len) (i32.const 700) (i32.const 1) (i32.const 800)) (br $l))";
+    let imports = support::REWARD_SCORE_IMPORT;
+    let body = &support::score_ok_body(true);
     let limits = Limits { deadline: Duration::from_millis(700), reward_responses: 1_000_000, ..Limits::default() };
     let plugin = host.load("slowpoke", &component("scorer", &policy_wat(imports, "", body)), limits).expect("loads");
     let model = Arc::new(support::FakeModel { delay: Duration::from_millis(100), ..Default::default() });
@@ -248,9 +247,8 @@ fn one_plugin_cannot_take_the_whole_instance_pool() {
         HostConfig { cache_dir: Some(dir.path().to_path_buf()), max_calls_per_plugin: 2, ..HostConfig::default() };
     let host = PluginHost::new(config).expect("host");
     // A policy whose call takes 600 ms of host time (one slow reward call).
-    let imports = r#"(import "arbiter:policy/reward@0.1.0" "score" (func $score (param i32 i32 i32 i32 i32)))"#;
-    let body = "(i32.store (i32.const 700) (i32.const 48)) (i32.store (i32.const 704) (i32.const 2))
-        (call $score (local.get $conv) (local.get $conv_len) (i32.const 700) (i32.const 1) (i32.const 800))";
+    let imports = support::REWARD_SCORE_IMPORT;
+    let body = &support::score_ok_body(false);
     let slow = Arc::new(
         host.load("slowpoke", &component("scorer", &policy_wat(imports, "", body)), Limits::default()).expect("loads"),
     );

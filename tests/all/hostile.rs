@@ -111,7 +111,7 @@ fn oversized_reason_is_rejected() {
 #[test]
 fn log_flood_hits_the_log_cap() {
     let (host, _d) = support::host();
-    let imports = r#"(import "arbiter:policy/log@0.1.0" "log" (func $log (param i32 i32 i32)))"#;
+    let imports = support::LOG_IMPORT;
     let body = "(loop $l (call $log (i32.const 1) (i32.const 8192) (i32.const 1000)) (br $l))";
     let plugin = load(&host, "logger", imports, "", body, Limits::default());
     let cap = Limits::default().max_log_bytes;
@@ -122,9 +122,8 @@ fn log_flood_hits_the_log_cap() {
 fn reward_import_flood_hits_the_quota() {
     let (host, _d) = support::host();
     // score(conversation = the request's, responses = ["ok"]) in a loop, ignoring the answer.
-    let imports = r#"(import "arbiter:policy/reward@0.1.0" "score" (func $score (param i32 i32 i32 i32 i32)))"#;
-    let body = "(i32.store (i32.const 700) (i32.const 48)) (i32.store (i32.const 704) (i32.const 2))
-        (loop $l (call $score (local.get $conv) (local.get $conv_len) (i32.const 700) (i32.const 1) (i32.const 800)) (br $l))";
+    let imports = support::REWARD_SCORE_IMPORT;
+    let body = &support::score_ok_body(true);
     let limits = Limits { reward_responses: 50, ..Limits::default() };
     let plugin = load(&host, "scorer", imports, "", body, limits);
     let model = support::fake();

@@ -193,6 +193,19 @@ pub fn policy_wat(imports: &str, funcs: &str, body: &str) -> String {
     )
 }
 
+/// The guest imports of `reward.score` and `log`, for `policy_wat(imports, ..)`.
+pub const REWARD_SCORE_IMPORT: &str =
+    r#"(import "arbiter:policy/reward@0.1.0" "score" (func $score (param i32 i32 i32 i32 i32)))"#;
+pub const LOG_IMPORT: &str = r#"(import "arbiter:policy/log@0.1.0" "log" (func $log (param i32 i32 i32)))"#;
+
+/// A `select` body scoring the response `["ok"]` against the request's conversation once per
+/// `(call ...)`; `score_ok_body(true)` repeats it forever.
+pub fn score_ok_body(forever: bool) -> String {
+    let call = "(call $score (local.get $conv) (local.get $conv_len) (i32.const 700) (i32.const 1) (i32.const 800))";
+    let call = if forever { format!("(loop $l {call} (br $l))") } else { call.to_owned() };
+    format!("(i32.store (i32.const 700) (i32.const 48)) (i32.store (i32.const 704) (i32.const 2)) {call}")
+}
+
 /// A hostile request (seed 666) and a benign one (seed 0), two candidates each.
 pub fn hostile_and_benign() -> (Request, Request) {
     let benign = scored(&[1.0, 2.0]);

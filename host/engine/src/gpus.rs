@@ -143,23 +143,7 @@ fn open_gpu(index: usize) -> Result<Device> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn llama_70b() -> ModelConfig {
-        ModelConfig {
-            hidden_size: 8192,
-            intermediate_size: 28672,
-            num_layers: 80,
-            num_heads: 64,
-            num_kv_heads: 8,
-            head_dim: 128,
-            rms_norm_eps: 1e-5,
-            rope_theta: 500_000.0,
-            rope_scaling: None,
-            max_position_embeddings: 131_072,
-            vocab_size: 128_256,
-            head: crate::config::Head::LmHeadRow { tied: false },
-        }
-    }
+    use crate::plan::tests::llama_70b;
 
     #[test]
     fn gpus_are_planned_from_their_free_memory() {

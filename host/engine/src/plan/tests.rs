@@ -8,7 +8,8 @@ use crate::config::{Head, ModelConfig};
 
 const GIB: u64 = 1 << 30;
 
-fn llama_70b() -> ModelConfig {
+/// Llama-3.3-70B's shapes (also the GPU placement tests' model).
+pub(crate) fn llama_70b() -> ModelConfig {
     ModelConfig {
         hidden_size: 8192,
         intermediate_size: 28672,
