@@ -44,7 +44,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), guards::read_body))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guards::drain_deadline))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
-        .layer(axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes))
+        // The body limit lives in one place, `guards::read_body`, which answers it in the API's
+        // error shape; axum's own (2 MiB, plain-text) limit would only shadow it.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
 }
 
@@ -173,19 +175,9 @@ pub(super) fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> 
     })
 }
 
-/// Parses a JSON body; `body` is `Err` when it exceeded the size limit.
-pub(super) fn parse<T: serde::de::DeserializeOwned>(
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-    limit: usize,
-) -> Result<T, ApiError> {
-    let bytes = body.map_err(|e| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("request body rejected ({e}); limit {limit} bytes"),
-        )
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+/// Parses a JSON body (already read whole and within its limit by `guards::read_body`).
+pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// Takes field `name` out of a JSON object body, naming it in any error.
@@ -243,11 +235,8 @@ pub(super) fn check_candidates(n: usize, max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn score(
-    State(state): State<Arc<AppState>>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let body = ScoreBody::from_json(parse(body, state.config.max_body_bytes)?)?;
+async fn score(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let body = ScoreBody::from_json(parse(&body)?)?;
     check_candidates(body.len(), state.config.max_candidates)?;
     let _permit = admit(&state)?;
     let (scores, tokens) = match body {
@@ -261,22 +250,10 @@ async fn score(
     })))
 }
 
-async fn select_route(
-    State(state): State<Arc<AppState>>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+async fn select_route(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
-    let input: SelectInput = match body {
-        Ok(bytes) => {
-            let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
-            SelectInput::parse(text).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
-        }
-        Err(e) => {
-            return Err(parse::<Value>(Err(e), state.config.max_body_bytes)
-                .err()
-                .unwrap_or_else(|| ApiError::bad_request("body")));
-        }
-    };
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
+    let input = SelectInput::parse(text).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let n = input.candidate_count();
     check_candidates(n, state.config.max_candidates)?;
     let name = input.policy.clone().ok_or_else(|| ApiError::bad_request("missing field `policy`"))?;

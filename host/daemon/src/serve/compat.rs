@@ -16,14 +16,14 @@ use super::AppState;
 use super::api::{admit, check_candidates, field, parse};
 use super::error::ApiError;
 
-type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
+type Body = Bytes;
 
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn json_object(state: &AppState, body: Body) -> Result<serde_json::Map<String, Value>, ApiError> {
-    match parse::<Value>(body, state.config.max_body_bytes)? {
+fn json_object(body: &Body) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match parse::<Value>(body)? {
         Value::Object(o) => Ok(o),
         _ => Err(ApiError::bad_request("the body must be a JSON object")),
     }
@@ -48,7 +48,7 @@ fn split_last_assistant(
 pub(super) async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) -> Result<Json<Value>, ApiError> {
     // NIM clients send extra OpenAI fields (temperature, max_tokens, ...): accept and ignore
     // them, except those that would change what the client gets back.
-    let mut o = json_object(&state, body)?;
+    let mut o = json_object(&body)?;
     if o.get("stream").is_some_and(|v| v.as_bool() == Some(true)) {
         return Err(ApiError::bad_request("`stream: true` is not supported: the reward is one non-streamed answer"));
     }
@@ -104,7 +104,7 @@ fn flatten_content(message: &mut Value) -> Result<(), ApiError> {
 /// (prompt and response, with their special tokens); `prompts` and `labels` are accepted and
 /// not used.
 pub(super) async fn get_reward(State(state): State<Arc<AppState>>, body: Body) -> Result<Json<Value>, ApiError> {
-    let mut o = json_object(&state, body)?;
+    let mut o = json_object(&body)?;
     let queries: Vec<String> = field(&mut o, "query")?;
     check_candidates(queries.len(), state.config.max_candidates)?;
     let _permit = admit(&state)?;
@@ -120,7 +120,7 @@ pub(super) async fn get_reward(State(state): State<Arc<AppState>>, body: Body) -
 /// reward, otherwise its sigmoid, as vLLM does for one-label classifiers. Not supported (400):
 /// token-id inputs and `truncate_prompt_tokens` (arbiter never truncates).
 pub(super) async fn classify(State(state): State<Arc<AppState>>, body: Body) -> Result<Json<Value>, ApiError> {
-    let mut o = json_object(&state, body)?;
+    let mut o = json_object(&body)?;
     if o.contains_key("truncate_prompt_tokens") {
         return Err(ApiError::bad_request("`truncate_prompt_tokens` is not supported: arbiter never truncates inputs"));
     }
