@@ -6,6 +6,7 @@ mod cli;
 mod daemon;
 mod engine;
 mod engine_bf16;
+mod examples;
 mod hardening;
 mod hostile;
 mod prefix_cache;

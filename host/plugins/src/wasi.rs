@@ -18,6 +18,7 @@
 //! | `wasi:random/*` (random, insecure, insecure-seed) | a SplitMix64 generator seeded by the request's `seed`: a call is reproducible, and no host entropy leaks (≤ 64 KiB per call) |
 //! | `wasi:clocks/monotonic-clock` | a virtual clock: +1 µs per reading; a wait ends at once and moves the clock past it |
 //! | `wasi:clocks/wall-clock` | fixed at 2024-01-01T00:00:00Z |
+//! | `wasi:http/*` (SpiderMonkey imports it for `fetch`) | no request can be made: every function traps |
 //! | everything else (sockets, descriptors, ...) | traps with [`Abort::Denied`] naming the function |
 //!
 //! Imports are defined per component, under the exact name (and version) it imports, so
@@ -30,8 +31,8 @@ use wasmtime::component::{LinkerInstance, types::ComponentInstance};
 use crate::state::{Abort, CallState};
 
 /// WASI namespaces whose imports are linked (deny-all); versions must be 0.2.x.
-const WASI_ALLOWED: [&str; 6] =
-    ["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:filesystem/", "wasi:random/", "wasi:sockets/"];
+const WASI_ALLOWED: [&str; 7] =
+    ["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:filesystem/", "wasi:random/", "wasi:sockets/", "wasi:http/"];
 
 /// The monotonic clock's step per reading (and its resolution): 1 µs.
 const CLOCK_STEP_NS: u64 = 1_000;
@@ -147,7 +148,8 @@ fn define_resource(inst: &mut LinkerInstance<'_, CallState>, name: &str) -> wasm
     let ty = match name {
         "output-stream" => ResourceType::host::<OutputStream>(),
         "input-stream" => ResourceType::host::<InputStream>(),
-        "error" => ResourceType::host::<IoError>(),
+        // `wasi:http/types` re-exports `wasi:io/error.error` under this name.
+        "error" | "io-error" => ResourceType::host::<IoError>(),
         "pollable" => ResourceType::host::<Pollable>(),
         _ => ResourceType::host::<Denied>(),
     };
@@ -282,7 +284,8 @@ mod tests {
         assert_eq!(classify("wasi:cli/stderr@0.2.6"), ImportClass::Wasi);
         assert!(matches!(classify("arbiter:policy/reward@0.2.0"), ImportClass::Refused(m) if m.contains("0.1.x")));
         assert!(matches!(classify("arbiter:policy/net@0.1.0"), ImportClass::Refused(m) if m.contains("net")));
-        assert!(matches!(classify("wasi:http/types@0.2.0"), ImportClass::Refused(m) if m.contains("wasi:http")));
+        assert_eq!(classify("wasi:http/outgoing-handler@0.2.10"), ImportClass::Wasi);
+        assert!(matches!(classify("wasi:http/types@0.3.0"), ImportClass::Refused(m) if m.contains("0.2")));
         assert!(matches!(classify("wasi:cli/stdout@0.3.0"), ImportClass::Refused(m) if m.contains("0.2")));
         assert!(matches!(classify("evil:net/socket"), ImportClass::Refused(m) if m.contains("evil:net")));
     }

@@ -13,7 +13,7 @@ use crate::support::{component, policy_wat};
 
 mod abuse;
 mod compat;
-mod harness;
+pub mod harness;
 mod lazy;
 
 #[test]

@@ -14,12 +14,14 @@ def usable(c):
 
 class Selector(exports.Selector):
     def info(self):
-        return types.PolicyInfo(name="py-argmax", version="1.0.0", wants_prescored=True, params_doc="")
+        return types.PolicyInfo(name="py-argmax", version="1.0.0", wants_prescored=True, params_doc="(none)")
 
     def select(self, req):
         if req.params:
             raise wit_world.Err(types.PolicyError_InvalidParams(
                 f"unknown parameter `{req.params[0][0]}` (this policy takes none)"))
+        if not req.candidates:
+            raise wit_world.Err(types.PolicyError_NoCandidates())
         ranked = sorted((c for c in req.candidates if usable(c)), key=lambda c: (-c.score, c.index))
         ranking = [c.index for c in ranked] + [c.index for c in req.candidates if not usable(c)]
         chosen = ranked[0].index if ranked else None

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds py-argmax.wasm with a pinned componentize-py (no stub flags: the host serves the WASI
-# randomness and clocks Python's runtime reads, deterministically).
+# Builds py-argmax.wasm (the `policy` world) with the pinned componentize-py from ../../toolchains.sh.
+# No stub flags: the host serves the WASI randomness and clocks Python's runtime reads, deterministically.
 set -euo pipefail
 cd "$(dirname "$0")"
-python3 -m pip install --quiet componentize-py==0.25.1 2>/dev/null \
-  || python3 -m pip install --quiet --break-system-packages componentize-py==0.25.1
+source ../../toolchains.sh
+need_python
 componentize-py -d ../../../../wit -w policy componentize app -o py-argmax.wasm
