@@ -197,10 +197,7 @@ fn daemon_hot_loads_and_serves_every_example() {
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     for (example, _) in &present {
-        while !get(server.addr, "/v1/policies")
-            .1
-            .contains(&format!("\"name\":\"{}\",\"version\":\"1.0.0\"", example.name))
-        {
+        while state(server.addr, example.name).as_deref() != Some("ready") {
             assert!(
                 Instant::now() < deadline,
                 "{} never hot-loaded: {}",
@@ -228,5 +225,49 @@ fn daemon_hot_loads_and_serves_every_example() {
         }
         eprintln!("{}: {} cases through the daemon (hot-loaded), same as the bundled plugin", example.file, ours.len());
     }
+    server.shutdown().expect("clean shutdown");
+}
+
+/// The `state` `/v1/policies` shows for `name`, if listed.
+fn state(addr: std::net::SocketAddr, name: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(&get(addr, "/v1/policies").1).ok()?;
+    let entry = v["policies"].as_array()?.iter().find(|p| p["name"] == name)?;
+    entry["state"].as_str().map(str::to_owned)
+}
+
+/// A Python component takes seconds to compile: meanwhile `/v1/policies` shows it `compiling`
+/// (a new name) and the daemon keeps answering with the other plugins; then it is `ready`.
+#[test]
+fn daemon_shows_a_compile_in_progress_and_keeps_serving() {
+    let example = &EXAMPLES[1];
+    let Some(path) = built(example) else { return };
+    let dir = tempfile::tempdir().expect("plugins dir");
+    // A cache of its own: this compile must not be a cache hit.
+    let server = Server::start(Duration::ZERO, Some(dir.path()), |c| c.limits = arbiter_plugins::Limits::default());
+    std::fs::copy(&path, dir.path().join("py-threshold.wasm")).expect("copy");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let (mut saw_compiling, mut served_meanwhile) = (false, false);
+    loop {
+        let (_, text) = get(server.addr, "/v1/policies");
+        let v: Value = serde_json::from_str(&text).expect("policies JSON");
+        let mine = v["policies"].as_array().expect("list").iter().find(|p| p["name"] == "py-threshold").cloned();
+        match mine.as_ref().and_then(|p| p["state"].as_str()) {
+            Some("ready") => break,
+            Some("compiling") => {
+                let p = mine.as_ref().expect("entry");
+                assert!(p["compiling"]["file"].as_str().is_some_and(|f| f.ends_with("py-threshold.wasm")), "{p}");
+                saw_compiling = true;
+                let body =
+                    json!({"policy": "argmax", "candidates": [{"text": "a", "score": 1}, {"text": "b", "score": 2}]});
+                let (status, sel) = post(server.addr, "/v1/select", &body);
+                assert_eq!((status, &sel["chosen"]), (200, &json!(1)), "{sel}");
+                served_meanwhile = true;
+            }
+            other => assert!(other.is_none(), "unexpected state {other:?}: {mine:?}"),
+        }
+        assert!(Instant::now() < deadline, "never loaded: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(saw_compiling && served_meanwhile, "the compile was never seen in progress");
     server.shutdown().expect("clean shutdown");
 }

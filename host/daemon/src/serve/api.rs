@@ -320,9 +320,14 @@ async fn policies(State(state): State<Arc<AppState>>) -> Json<Value> {
                 Some(p) => (json!(p.id().version), json!(p.id().sha256), json!(p.kind().as_str())),
                 None => (Value::Null, Value::Null, Value::Null),
             };
-            let loaded_at = e.loaded_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            json!({"name": name, "version": version, "sha256": sha256, "kind": kind, "source": e.source,
-                   "loaded_at": loaded_at, "last_error": e.last_error,
+            let secs = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let loaded_at = secs(e.loaded_at);
+            let compiling = e.compiling.as_ref().map(|(file, since)| {
+                json!({"file": file.display().to_string(), "since": secs(*since),
+                       "seconds": since.elapsed().map(|d| d.as_secs()).unwrap_or(0)})
+            });
+            json!({"name": name, "state": e.state(), "version": version, "sha256": sha256, "kind": kind, "source": e.source,
+                   "loaded_at": loaded_at, "last_error": e.last_error, "compiling": compiling,
                    "limits": e.plugin.as_ref().map(|p| limits_json(p.limits()))})
         })
         .collect();

@@ -30,7 +30,7 @@ pub const DOCUMENT: &str = r##"{
           "candidates": {"type": "array", "items": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}, "score": {}}}},
           "responses": {"type": "array", "items": {"type": "string"}}, "params": {"type": "object"}, "seed": {"type": "integer"}}}}}},
       "responses": {"200": {"description": "{chosen, ranking, scores, features, reason, policy: {name, version, sha256}, model, usage, timings, log}"}, "default": {"$ref": "#/components/responses/Error"}}}},
-    "/v1/policies": {"get": {"summary": "Loaded plugins: name, version, sha256, kind, source, loaded_at, last_error, limits (in force; NAME.limits beside NAME.wasm overrides the daemon's)",
+    "/v1/policies": {"get": {"summary": "Loaded plugins: name, state (ready | compiling | failed), version, sha256, kind, source, loaded_at, last_error, compiling ({file, since, seconds} while a load of it runs; the previous version serves meanwhile), limits (in force; NAME.limits beside NAME.wasm overrides the daemon's)",
       "responses": {"200": {"description": "{policies: [...]}"}}}},
     "/v1/chat/completions": {"post": {"summary": "NVIDIA NIM reward-model compatible scoring: messages end in the assistant turn; content is reward:<score>",
       "responses": {"200": {"description": "chat.completion"}, "default": {"$ref": "#/components/responses/Error"}}}},

@@ -9,18 +9,24 @@
 //!
 //! Reloads are independent: each file loads on its own blocking thread, and a file's result is
 //! applied only if no newer reload of the same file started meanwhile, so one slow file never
-//! delays another and an old version never overwrites a newer one.
+//! delays another and an old version never overwrites a newer one. A load in progress shows in
+//! `/v1/policies` (state `compiling`, or `compiling` beside the version still serving) and logs
+//! every 10 s until it ends.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arbiter_plugins::{Limits, Plugin, PluginHost};
 
 use super::metrics::Metrics;
 use crate::bundled;
+
+/// How often a long compile logs that it is still running.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// One served name, as `/v1/policies` shows it.
 #[derive(Clone)]
@@ -33,6 +39,21 @@ pub struct Entry {
     pub loaded_at: SystemTime,
     /// The last load error for this name, if the last attempt failed.
     pub last_error: Option<String>,
+    /// A load of a file that provides (or, new, may provide) this name, in progress: the file
+    /// and when it started. The serving version, if any, keeps serving meanwhile.
+    pub compiling: Option<(PathBuf, SystemTime)>,
+}
+
+impl Entry {
+    /// `ready` (a version serves), `compiling` (none serves yet, a first load is running) or
+    /// `failed` (none serves, the last load failed).
+    pub fn state(&self) -> &'static str {
+        match (&self.plugin, &self.compiling) {
+            (Some(_), _) => "ready",
+            (None, Some(_)) => "compiling",
+            (None, None) => "failed",
+        }
+    }
 }
 
 /// A version provided by a file.
@@ -63,18 +84,21 @@ impl Name {
                 source: p.path.display().to_string(),
                 loaded_at: p.loaded_at,
                 last_error: error,
+                compiling: None,
             },
             (None, Some(b)) => Entry {
                 plugin: Some(b.clone()),
                 source: "bundled".into(),
                 loaded_at: self.started_at.unwrap_or(SystemTime::UNIX_EPOCH),
                 last_error: error,
+                compiling: None,
             },
             (None, None) => Entry {
                 plugin: None,
                 source: self.last_error.as_ref().map(|(p, _)| p.display().to_string()).unwrap_or_default(),
                 loaded_at: SystemTime::now(),
                 last_error: error,
+                compiling: None,
             },
         }
     }
@@ -91,6 +115,29 @@ struct State {
     files: BTreeMap<PathBuf, String>,
     /// File → number of its latest reload; a finished reload applies only if still the latest.
     generations: BTreeMap<PathBuf, u64>,
+    /// File → when its latest reload started, while it runs.
+    compiling: BTreeMap<PathBuf, SystemTime>,
+}
+
+impl State {
+    /// Every name's entry, with the loads in progress: a file already known attaches to the name
+    /// it provides; a new one to the name of its stem (a new entry if no such name exists yet).
+    fn entries(&self) -> BTreeMap<String, Entry> {
+        let mut out: BTreeMap<String, Entry> = self.names.iter().map(|(k, v)| (k.clone(), v.entry())).collect();
+        for (path, since) in &self.compiling {
+            let stem = || path.file_stem().and_then(|x| x.to_str()).unwrap_or("plugin").to_owned();
+            let name = self.files.get(path).cloned().unwrap_or_else(stem);
+            let entry = out.entry(name).or_insert_with(|| Entry {
+                plugin: None,
+                source: path.display().to_string(),
+                loaded_at: *since,
+                last_error: None,
+                compiling: None,
+            });
+            entry.compiling = Some((path.clone(), *since));
+        }
+        out
+    }
 }
 
 /// Name → entry, plus which file provides which name.
@@ -145,9 +192,9 @@ impl Registry {
         Some(self.state.read().ok()?.names.get(name)?.entry())
     }
 
-    /// A snapshot of every entry.
+    /// A snapshot of every entry, loads in progress included.
     pub fn entries(&self) -> Vec<(String, Entry)> {
-        self.state.read().map(|s| s.names.iter().map(|(k, v)| (k.clone(), v.entry())).collect()).unwrap_or_default()
+        self.state.read().map(|s| s.entries().into_iter().collect()).unwrap_or_default()
     }
 
     /// The files that provide a name now (or failed to).
@@ -176,7 +223,7 @@ impl Registry {
     pub fn reload(&self, path: &Path) {
         let Some(generation) = self.begin(path) else { return };
         let result = if path.symlink_metadata().is_ok() {
-            Some(self.limits_for(path).and_then(|limits| self.host.load_file(path, limits).map_err(|e| e.to_string())))
+            Some(self.limits_for(path).and_then(|limits| self.load_logging_progress(path, limits)))
         } else {
             None
         };
@@ -184,6 +231,7 @@ impl Registry {
         if s.generations.get(path) != Some(&generation) {
             return; // a newer reload of this file started: its result wins
         }
+        s.compiling.remove(path);
         match result {
             None => unload(&mut s, path),
             Some(Ok(plugin)) => {
@@ -232,9 +280,28 @@ impl Registry {
         Ok(limits)
     }
 
+    /// Loads (compiles, unless cached) `path`, logging every [`PROGRESS_EVERY`] while it runs:
+    /// a language runtime's component can take a minute to compile.
+    fn load_logging_progress(&self, path: &Path, limits: Limits) -> Result<Plugin, String> {
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let started = std::time::Instant::now();
+                while let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(PROGRESS_EVERY) {
+                    let seconds = started.elapsed().as_secs();
+                    tracing::info!(file = %path.display(), seconds, "plugin still compiling; the previous version (if any) serves");
+                }
+            });
+            let result = self.host.load_file(path, limits).map_err(|e| e.to_string());
+            drop(done);
+            result
+        })
+    }
+
     /// Starts a reload of `path`: its generation number.
     fn begin(&self, path: &Path) -> Option<u64> {
         let mut s = self.state.write().ok()?;
+        s.compiling.insert(path.to_path_buf(), SystemTime::now());
         let generation = s.generations.entry(path.to_path_buf()).or_insert(0);
         *generation += 1;
         Some(*generation)
