@@ -13,6 +13,7 @@ mod bench_serve;
 pub(crate) mod heap;
 mod http;
 mod plugin;
+mod scaffold;
 mod score;
 mod select;
 mod serve;

@@ -1,4 +1,5 @@
-//! `arbiter plugin check|list`: what a plugin is, what it imports, and what it costs.
+//! `arbiter plugin check|list|new`: what a plugin is, what it imports, and what it costs; a new
+//! plugin project in any supported language (see `scaffold`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +33,21 @@ pub enum PluginCommand {
         #[command(flatten)]
         plugins_host: Global,
     },
+    /// Create a policy project (WIT contract included) in Rust, Python, JavaScript or C, and
+    /// print the commands that build, check and serve it.
+    New {
+        /// Plugin name: lowercase letters, digits and '-' (also the project's folder name).
+        name: String,
+        /// Language of the project.
+        #[arg(long, value_enum)]
+        lang: super::scaffold::Lang,
+        /// Where to create it (default: ./NAME); must not exist or be empty.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Rust only: the path of arbiter's `sdk/` as Cargo.toml will name it, relative to the project.
+        #[arg(long, value_name = "PATH", default_value = "../arbiter/sdk")]
+        sdk: String,
+    },
 }
 
 pub fn run(command: PluginCommand) -> Result<()> {
@@ -40,6 +56,7 @@ pub fn run(command: PluginCommand) -> Result<()> {
             check(&plugins_host, &path, input.as_deref(), &limits.resolve()?)
         }
         PluginCommand::List { plugins_host } => list(&plugins_host),
+        PluginCommand::New { name, lang, dir, sdk } => super::scaffold::new(&name, lang, dir.as_deref(), &sdk),
     }
 }
 
