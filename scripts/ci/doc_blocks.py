@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Runs the shell blocks of sdk/README.md and README.md as a new user would, so the docs cannot
-rot: the SDK recipe builds a plugin next to the clone, README's commands use it.
+"""Runs the shell blocks of sdk/README.md, README.md and the per-language plugin pages as a new
+user would, so the docs cannot rot: the SDK recipe builds a plugin next to the clone, README's
+commands use it, each docs/plugins page scaffolds, builds and hot-loads a plugin.
 
 Every ```sh block carries a marker on the line above its fence:
   <!-- doc-test: run -->               run it (bash -eo pipefail) from the repo root
-  <!-- doc-test: run in DIR -->        run it from DIR (beside the repo, e.g. my-policy)
+  <!-- doc-test: run in DIR -->        run it from DIR (beside the repo, e.g. my-policy; `.`: beside it)
   <!-- doc-test: serve PORT -->        start it in the background, wait for /health on PORT
   <!-- doc-test: file PATH -->         (any language) write the block to PATH beside the repo
   <!-- doc-test: skip: REASON -->      do not run it, and say why
@@ -25,7 +26,9 @@ import time
 import urllib.request
 
 ROOT = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-DOCS = ["sdk/README.md", "README.md"]
+DOCS = ["sdk/README.md", "README.md", "docs/plugins/rust.md", "docs/plugins/python.md",
+        "docs/plugins/javascript.md", "docs/plugins/c.md"]
+SCAFFOLD = re.compile(r"arbiter plugin new (\S+)")
 MARKER = re.compile(r"<!-- doc-test: (.*?) -->")
 ERROR_SHAPE = re.compile(r'\{"error":"[^"]*","type":"')
 
@@ -56,6 +59,10 @@ def main():
             os.remove(link)
         os.symlink(target, link)
     shutil.rmtree("/tmp/arbiter-plugins", ignore_errors=True)
+    # Projects the pages scaffold start from an empty folder on every run, as a new user's do.
+    for doc in DOCS:
+        for name in SCAFFOLD.findall(open(os.path.join(ROOT, doc)).read()):
+            shutil.rmtree(os.path.join(work, name), ignore_errors=True)
     env = dict(os.environ, PATH=os.path.join(work, "bin") + os.pathsep + os.environ["PATH"])
     # The recipes build in their own target/ folders, as a user's would.
     env.pop("CARGO_TARGET_DIR", None)

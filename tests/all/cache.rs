@@ -25,12 +25,16 @@ fn corrupted_cache_entries_are_recompiled() {
     let dir = tempfile::tempdir().expect("tempdir");
     load_twice(dir.path());
     let entries: Vec<_> = std::fs::read_dir(dir.path()).expect("cache dir").map(|e| e.expect("entry").path()).collect();
-    assert_eq!(entries.len(), 1, "one artifact: {entries:?}");
-    let mut bytes = std::fs::read(&entries[0]).expect("read");
+    assert_eq!(entries.len(), 2, "an artifact and its checksum: {entries:?}");
+    let artifact = entries.iter().find(|p| p.extension().is_some_and(|e| e == "cwasm")).expect("artifact");
+    let checksum = artifact.with_extension("crc");
+    let mut bytes = std::fs::read(artifact).expect("read");
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
-    std::fs::write(&entries[0], &bytes).expect("corrupt");
+    std::fs::write(artifact, &bytes).expect("corrupt");
     assert_eq!(load_twice(dir.path()), (false, true), "corrupt entry ignored, then rewritten");
-    std::fs::write(&entries[0], &bytes[..40]).expect("truncate");
+    std::fs::write(artifact, &bytes[..40]).expect("truncate");
     assert_eq!(load_twice(dir.path()), (false, true), "truncated entry ignored");
+    std::fs::remove_file(&checksum).expect("remove checksum");
+    assert_eq!(load_twice(dir.path()), (false, true), "an artifact without its checksum is not trusted");
 }

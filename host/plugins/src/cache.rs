@@ -2,13 +2,17 @@
 //!
 //! Key: the wasm's sha256 plus the engine's compatibility hash (wasmtime version, target,
 //! compiler settings), so a cached artifact is only ever loaded by an engine that could have
-//! produced it. File: `sha256(payload) ‖ payload`, written to a temp file and renamed, and
-//! checked before deserializing, so a torn or corrupted entry is recompiled, never loaded.
+//! produced it. Files: `KEY.v2.cwasm`, wasmtime's serialized component as is, so a hit maps it
+//! (`deserialize_file`) instead of reading and copying tens of megabytes; and `KEY.v2.crc`, its
+//! length and CRC-32, checked before mapping, so a torn or corrupted entry is recompiled, never
+//! loaded. Each is written to a temp file and renamed; the checksum last, so a reader never
+//! pairs a new artifact with a missing checksum. (CRC-32 detects corruption, which is all a
+//! checksum can do here: whoever can write this directory could write a matching digest too.)
 
 use std::hash::{Hash, Hasher};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -27,31 +31,56 @@ impl CompileCache {
         Self { dir, engine_tag: format!("{:016x}", hasher.finish()) }
     }
 
-    fn path_for(&self, sha256: &str) -> PathBuf {
-        self.dir.join(format!("{sha256}-{}.cwasm", self.engine_tag))
+    fn path_for(&self, sha256: &str, ext: &str) -> PathBuf {
+        self.dir.join(format!("{sha256}-{}.v2.{ext}", self.engine_tag))
     }
 
     /// Loads a cached compilation of the wasm with this sha256, if a valid one exists.
     pub(crate) fn get(&self, engine: &Engine, sha256: &str) -> Option<Component> {
-        let bytes = std::fs::read(self.path_for(sha256)).ok()?;
-        let (digest, payload) = bytes.split_at_checked(32)?;
-        if Sha256::digest(payload).as_slice() != digest {
+        let artifact = self.path_for(sha256, "cwasm");
+        let expected = std::fs::read_to_string(self.path_for(sha256, "crc")).ok()?;
+        if checksum(&artifact).ok()? != expected.trim() {
             return None;
         }
-        // SAFETY: `deserialize` trusts its input to be wasmtime's own output for a compatible
-        // engine. The file name carries this engine's compatibility hash, the payload was
-        // written by `put` below from `Component::serialize`, and its digest was just
-        // verified, so the bytes are exactly what this process (or an identical one) wrote.
-        #[allow(unsafe_code, reason = "loading our own verified compilation artifact")]
-        let component = unsafe { Component::deserialize(engine, payload) };
+        // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output for a
+        // compatible engine, left unmodified while mapped. The name carries this engine's
+        // compatibility hash; the file was written by `put` from `Component::serialize` and
+        // replaced only by rename (never in place), and its checksum was just verified.
+        #[allow(unsafe_code, reason = "mapping our own verified compilation artifact")]
+        let component = unsafe { Component::deserialize_file(engine, &artifact) };
         component.ok()
     }
 
     /// Stores a compilation. Failures are ignored: the cache is an optimisation only.
     pub(crate) fn put(&self, sha256: &str, component: &Component) {
         let Ok(payload) = component.serialize() else { return };
-        let _ = write_atomic(&self.path_for(sha256), &payload);
+        let artifact = self.path_for(sha256, "cwasm");
+        if write_atomic(&artifact, &payload).is_ok() {
+            let _ = write_atomic(&self.path_for(sha256, "crc"), digest(&payload).as_bytes());
+        }
     }
+}
+
+/// `LENGTH:CRC32` of `bytes`, as stored beside an artifact.
+fn digest(bytes: &[u8]) -> String {
+    format!("{}:{:08x}", bytes.len(), crc32fast::hash(bytes))
+}
+
+/// [`digest`] of a file, streamed (a multi-megabyte artifact is never held in memory).
+fn checksum(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0usize;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n;
+    }
+    Ok(format!("{len}:{:08x}", hasher.finalize()))
 }
 
 fn write_atomic(path: &Path, payload: &[u8]) -> std::io::Result<()> {
@@ -62,10 +91,7 @@ fn write_atomic(path: &Path, payload: &[u8]) -> std::io::Result<()> {
         path.file_name().and_then(|n| n.to_str()).unwrap_or("entry"),
         std::process::id()
     ));
-    let mut data = Vec::with_capacity(32 + payload.len());
-    data.extend_from_slice(&Sha256::digest(payload));
-    data.extend_from_slice(payload);
-    std::fs::write(&tmp, &data)?;
+    std::fs::write(&tmp, payload)?;
     std::fs::rename(&tmp, path)
 }
 
