@@ -3,13 +3,14 @@
 #
 #   scripts/gpu-check.sh ARBITER_BINARY        (a binary built with --features cuda; run from the repo root)
 #
-# (a) scores the committed fixtures on the GPU in f32 and bf16 and compares them with the CPU f32
-#     goldens (f32 within 1e-3; bf16 ranked as the goldens wherever their margin is clear);
+# (a) scores the committed fixtures on the GPU in f32, bf16 and f16 and compares them with the CPU
+#     f32 goldens (f32 within 1e-3; bf16/f16 ranked as the goldens wherever their margin is clear);
 # (b) writes an 8B-shaped random checkpoint to the local disk and measures prefill tokens/s and
 #     MFU for N = 16 candidates of ~1k tokens sharing a ~4k prompt, against PyTorch's model-card
 #     loop in bf16 on the same GPU when torch and transformers are importable;
 # (c) reports the peak GPU memory over the run (nvidia-smi, sampled every 0.5 s);
-# (d) with 2+ GPUs, checks that the layer split gives the scores of one GPU.
+# (d) with 2+ GPUs, checks that the layer split (small batches, pipelined over the GPUs) gives the
+#     scores of one GPU.
 # Prints BENCHMARKS.md-ready table rows; takes a few minutes (the 8B checkpoint write dominates).
 # Needs python3 with numpy (the checkpoint writer); torch + transformers for the reference.
 # LLAMA3_DIR: the Llama-3 tokenizer and template (default ../shared/llama3; else the fixture's).
@@ -41,7 +42,7 @@ dev() { if [ "$DEVICE" = cuda ]; then echo "$1"; else echo cpu; fi; }
 
 echo "== (a) fixtures on $(dev cuda) vs the CPU f32 goldens"
 python3 scripts/gpu_check.py cases tiny-llama-f32 "$OUT/fixtures.jsonl"
-for dtype in f32 bf16; do
+for dtype in f32 bf16 f16; do
   "$BIN" score --model tests/fixtures/tiny-llama-f32 --device "$(dev cuda)" --dtype "$dtype" \
     --input "$OUT/fixtures.jsonl" --output "$OUT/fixtures-$dtype.jsonl" 2> "$OUT/fixtures-$dtype.log"
   python3 scripts/gpu_check.py compare tiny-llama-f32 "$OUT/fixtures-$dtype.jsonl" "$dtype" "$(dev cuda) fixtures" \
@@ -51,7 +52,8 @@ done
 echo "== (d) the layer split over GPUs 0 and 1 vs one GPU"
 if [ "$NGPU" -ge 2 ]; then
   split=$(dev cuda:0,1)
-  "$BIN" score --model tests/fixtures/tiny-llama-f32 --device "$split" --dtype f32 \
+  # Small batches: several per case, so they run pipelined over the two GPUs.
+  "$BIN" score --model tests/fixtures/tiny-llama-f32 --device "$split" --dtype f32 --max-batch-tokens 64 \
     --input "$OUT/fixtures.jsonl" --output "$OUT/fixtures-split.jsonl" 2> "$OUT/fixtures-split.log"
   python3 scripts/gpu_check.py same "$OUT/fixtures-f32.jsonl" "$OUT/fixtures-split.jsonl" "split over $split vs one device" \
     | tee -a "$OUT/rows.md" || FAILED=1

@@ -4,7 +4,7 @@
   gpu_check.py cases FIXTURE OUT.jsonl        the fixture's golden cases as `arbiter score` input
   gpu_check.py compare FIXTURE SCORED.jsonl DTYPE LABEL
                                               scores vs the CPU f32 goldens: f32 within 1e-3;
-                                              bf16: max error reported, and every pair of
+                                              bf16/f16: max error reported, and every pair of
                                               responses whose golden gap is over 4x that error
                                               ranked as the goldens rank it
   gpu_check.py same A.jsonl B.jsonl LABEL     two score outputs equal (the multi-GPU split check)

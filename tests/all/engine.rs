@@ -293,6 +293,18 @@ fn a_layer_split_over_devices_scores_as_one_device() {
             LlamaRewardModel::load_split(&dir, EngineOptions::default(), &split, DType::F32).expect("split");
         assert_eq!(split_model.score(&msgs, &responses).expect("split"), want, "{split:?}");
     }
+    // Many small batches: they run pipelined over the stages (a thread per stage), and still
+    // score exactly as one device running them one after another.
+    let many: Vec<String> = (0..24).map(|i| format!("answer {i}: {}", "word ".repeat(i % 7))).collect();
+    let small = EngineOptions { max_batch_tokens: 24, ..EngineOptions::default() };
+    let one = LlamaRewardModel::load_on(&dir, small.clone(), Device::Cpu, DType::F32).expect("one");
+    let want = one.score(&msgs, &many).expect("one device");
+    for split in [vec![(Device::Cpu, 1), (Device::Cpu, 2)], vec![(Device::Cpu, 1), (Device::Cpu, 1), (Device::Cpu, 1)]]
+    {
+        let model = LlamaRewardModel::load_split(&dir, small.clone(), &split, DType::F32).expect("split");
+        assert_eq!(model.pipeline_stages(), split.len());
+        assert_eq!(model.score(&msgs, &many).expect("pipelined"), want, "{split:?}");
+    }
     let e = LlamaRewardModel::load_split(&dir, EngineOptions::default(), &[(Device::Cpu, 4)], DType::F32)
         .err()
         .expect("4 of 3 layers")

@@ -110,7 +110,10 @@ impl LlamaRewardModel {
         if options.chunk_tokens == 0 || options.max_batch_tokens == 0 {
             return Err(EngineError::Input("chunk_tokens and max_batch_tokens must be positive".into()));
         }
-        let placement: Vec<Device> = split.iter().flat_map(|(d, n)| std::iter::repeat_n(d.clone(), *n)).collect();
+        // Each layer's device and the index of the map entry that placed it (its pipeline stage:
+        // CPU "devices" standing in for GPUs are all the same `Device::Cpu`).
+        let placement: Vec<(Device, usize)> =
+            split.iter().enumerate().flat_map(|(stage, (d, n))| std::iter::repeat_n((d.clone(), stage), *n)).collect();
         if !split.is_empty() && placement.len() != cfg.num_layers {
             return Err(EngineError::Input(format!(
                 "the device map places {} layers but the model has {}",
@@ -141,6 +144,12 @@ impl LlamaRewardModel {
             chunk_tokens: options.chunk_tokens,
         };
         Ok(Some(plan(cfg, &request)?))
+    }
+
+    /// Pipeline stages: the device map's non-empty entries (1 on one device). Batches of a
+    /// request run pipelined over them (`Llama::forward_batches`).
+    pub fn pipeline_stages(&self) -> usize {
+        self.model.stages().len()
     }
 
     /// The same model, reporting `plan` (a placement made by its loader) when it has one.
@@ -269,8 +278,10 @@ impl RewardModel for LlamaRewardModel {
     fn describe(&self) -> String {
         let c = self.model.config();
         let plan = self.plan.as_ref().map(|p| format!("; memory plan: {p}")).unwrap_or_default();
+        let stages = self.pipeline_stages();
+        let pipeline = if stages > 1 { format!("; pipelined over {stages} stages") } else { String::new() };
         format!(
-            "{} ({} layers, hidden {}, {:?}; {}{plan})",
+            "{} ({} layers, hidden {}, {:?}; {}{plan}{pipeline})",
             self.dir,
             c.num_layers,
             c.hidden_size,

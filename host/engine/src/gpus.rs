@@ -52,7 +52,7 @@ impl LlamaRewardModel {
             )));
         }
         let devices = gpus.iter().map(|&i| open_gpu(i)).collect::<Result<Vec<_>>>()?;
-        let dtype = if options.dtype == DtypeChoice::F32 { DType::F32 } else { DType::BF16 };
+        let dtype = gpu_dtype(options.dtype, &devices);
         let cfg = ModelConfig::load(&dir.join("config.json"))?;
         let (counts, plan) = match (layers, free_memory(&devices)) {
             (Some(map), _) => (map.to_vec(), None),
@@ -70,6 +70,42 @@ impl LlamaRewardModel {
         let split: Vec<(Device, usize)> = devices.into_iter().zip(counts).collect();
         Ok(Self::load_split(dir, options, &split, dtype)?.with_plan(plan))
     }
+}
+
+/// The dtype on these GPUs: as asked, and for `auto` bf16 when every GPU has it (compute
+/// capability >= 8.0, Ampere on), else f16 (V100, T4), as transformers' model-card loop would
+/// have to choose on such a card.
+fn gpu_dtype(choice: DtypeChoice, devices: &[Device]) -> DType {
+    match choice {
+        DtypeChoice::F32 => DType::F32,
+        DtypeChoice::Bf16 => DType::BF16,
+        DtypeChoice::F16 => DType::F16,
+        DtypeChoice::Auto => match compute_capabilities(devices) {
+            Some(caps) if caps.iter().any(|&(major, _)| major < 8) => DType::F16,
+            _ => DType::BF16,
+        },
+    }
+}
+
+/// `(major, minor)` compute capability of each GPU, as the driver reports it.
+#[cfg(feature = "cuda")]
+fn compute_capabilities(devices: &[Device]) -> Option<Vec<(i32, i32)>> {
+    use candle_core::cuda::cudarc::driver::sys::CUdevice_attribute as Attr;
+    devices
+        .iter()
+        .map(|d| {
+            let stream = d.as_cuda_device().ok()?.cuda_stream();
+            let ctx = stream.context();
+            let major = ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR).ok()?;
+            let minor = ctx.attribute(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR).ok()?;
+            Some((major, minor))
+        })
+        .collect()
+}
+
+#[cfg(not(feature = "cuda"))]
+fn compute_capabilities(_: &[Device]) -> Option<Vec<(i32, i32)>> {
+    None
 }
 
 /// Bytes of a GPU kept back from the planner: the CUDA context, cuBLAS workspaces, allocator

@@ -54,39 +54,11 @@ impl LlamaRewardModel {
             }
         }
         let chunk = self.options.chunk_tokens;
-        let mut batch: Vec<(usize, usize)> = Vec::new();
+        // Packed batches of (request, candidate), run together at the end: pipelined over the
+        // devices when the model is split (see `Llama::forward_batches`).
+        let mut batches: Vec<Vec<(usize, usize)>> = vec![Vec::new()];
         let mut batch_tokens = 0;
         let mut failures: Vec<(usize, String)> = Vec::new();
-        let flush = |batch: &mut Vec<(usize, usize)>,
-                     live: &mut Vec<Result<Live>>,
-                     failures: &mut Vec<(usize, String)>| {
-            if batch.is_empty() {
-                return;
-            }
-            let result = (|| -> Result<Vec<f32>> {
-                let chunks: Vec<Chunk<'_>> = batch
-                    .iter()
-                    .map(|&(r, c)| {
-                        let l = live[r].as_ref().map_err(|e| EngineError::Compute(e.to_string()))?;
-                        Ok(Chunk { tokens: &requests[r][c][l.prefix_len..], start: l.prefix_len, context: &l.prefix })
-                    })
-                    .collect::<Result<_>>()?;
-                let outs = self.model.forward(&chunks)?;
-                let lasts: Vec<_> = outs.into_iter().map(|o| o.last).collect();
-                self.model.rewards(&lasts)
-            })();
-            match result {
-                Ok(scores) => {
-                    for (&(r, c), s) in batch.iter().zip(scores) {
-                        if let Ok(l) = &mut live[r] {
-                            l.scores[c] = s;
-                        }
-                    }
-                }
-                Err(e) => failures.extend(batch.iter().map(|&(r, _)| (r, e.to_string()))),
-            }
-            batch.clear();
-        };
         for (r, c) in pending {
             let own = match &live[r] {
                 Ok(l) => requests[r][c].len() - l.prefix_len,
@@ -106,14 +78,41 @@ impl LlamaRewardModel {
                 }
                 continue;
             }
-            if batch_tokens + own > self.options.max_batch_tokens {
-                flush(&mut batch, &mut live, &mut failures);
+            if batch_tokens + own > self.options.max_batch_tokens && batches.last().is_some_and(|b| !b.is_empty()) {
+                batches.push(Vec::new());
                 batch_tokens = 0;
             }
-            batch.push((r, c));
+            batches.last_mut().expect("one batch at least").push((r, c));
             batch_tokens += own;
         }
-        flush(&mut batch, &mut live, &mut failures);
+        batches.retain(|b| !b.is_empty());
+        let chunks: Vec<Vec<Chunk<'_>>> = batches
+            .iter()
+            .map(|batch| {
+                batch
+                    .iter()
+                    .filter_map(|&(r, c)| {
+                        let l = live[r].as_ref().ok()?;
+                        Some(Chunk { tokens: &requests[r][c][l.prefix_len..], start: l.prefix_len, context: &l.prefix })
+                    })
+                    .collect()
+            })
+            .collect();
+        let results = self.model.forward_batches(&chunks);
+        drop(chunks);
+        for (batch, result) in batches.iter().zip(results) {
+            let scores = result.and_then(|lasts| self.model.rewards(&lasts));
+            match scores {
+                Ok(scores) => {
+                    for (&(r, c), s) in batch.iter().zip(scores) {
+                        if let Ok(l) = &mut live[r] {
+                            l.scores[c] = s;
+                        }
+                    }
+                }
+                Err(e) => failures.extend(batch.iter().map(|&(r, _)| (r, e.to_string()))),
+            }
+        }
         for (r, message) in failures {
             live[r] = Err(EngineError::Compute(message));
         }

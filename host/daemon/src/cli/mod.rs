@@ -98,8 +98,10 @@ struct EngineArgs {
     #[arg(long, env = "ARBITER_NEUTRALIZE_SPECIAL_TOKENS")]
     neutralize_special_tokens: bool,
     /// Compute dtype: `auto` = on CPU, bf16 when the checkpoint is bf16 and the CPU has native
-    /// bf16 (AMX or AVX-512-BF16, through oneDNN), else f32; on CUDA, bf16. `f32` = the exact
-    /// reference path; `bf16` = bf16 weights kept in memory as bf16.
+    /// bf16 (AMX or AVX-512-BF16, through oneDNN), else f32; on CUDA, bf16 on GPUs that have it
+    /// (compute capability >= 8.0), else f16. `f32` = the exact reference path; `bf16` = bf16
+    /// weights kept in memory as bf16; `f16` = for GPUs without bf16 (on a CPU: candle's
+    /// kernels, slow).
     #[arg(long, env = "ARBITER_DTYPE", value_enum, default_value_t = DtypeArg::Auto)]
     dtype: DtypeArg,
     /// CPU matmul backend: `auto` = oneDNN when libdnnl.so.2 loads (apt-get install
@@ -108,7 +110,7 @@ struct EngineArgs {
     backend: BackendArg,
     /// Where the model runs: `cpu`, `cuda` (GPU 0), or `cuda:0,1,...` (layers split over those
     /// GPUs, in order, planned from their free memory; see --device-map). CUDA needs a binary
-    /// built with `--features cuda`; on CUDA `--dtype auto` computes in bf16.
+    /// built with `--features cuda`; on CUDA `--dtype auto` computes in bf16 (f16 on GPUs without it).
     #[arg(long, env = "ARBITER_DEVICE", default_value = "cpu", value_name = "cpu|cuda[:I,J,...]")]
     device: String,
     /// Layers per GPU listed in --device, e.g. `40,40` (default: planned from each GPU's free
@@ -128,6 +130,7 @@ enum DtypeArg {
     Auto,
     F32,
     Bf16,
+    F16,
 }
 
 /// `--backend` values.
@@ -176,6 +179,7 @@ impl EngineArgs {
                 DtypeArg::Auto => arbiter_engine::DtypeChoice::Auto,
                 DtypeArg::F32 => arbiter_engine::DtypeChoice::F32,
                 DtypeArg::Bf16 => arbiter_engine::DtypeChoice::Bf16,
+                DtypeArg::F16 => arbiter_engine::DtypeChoice::F16,
             },
             backend: match self.backend {
                 BackendArg::Auto => arbiter_engine::BackendChoice::Auto,

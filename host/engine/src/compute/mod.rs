@@ -36,6 +36,9 @@ pub enum DtypeChoice {
     F32,
     /// bf16 weights (kept bf16 in memory); activations f32 on oneDNN, bf16 on candle.
     Bf16,
+    /// f16 weights and activations, on candle's kernels: for GPUs without bf16 (compute
+    /// capability < 8.0, e.g. V100, T4). On a CPU it runs (slowly) so the path can be tested.
+    F16,
 }
 
 /// Requested CPU matmul backend (`--backend`).
@@ -107,6 +110,15 @@ impl Compute {
     /// # Errors
     /// `--backend onednn` without a usable library.
     pub fn cpu(backend: BackendChoice, dtype: DtypeChoice, stored: DType, pack_rows: usize) -> Result<Self> {
+        if dtype == DtypeChoice::F16 {
+            // oneDNN has no f16 matmul on the CPUs it targets here (that needs AVX512-FP16).
+            let note = if backend == BackendChoice::OneDnn {
+                return Err(EngineError::Compute("--dtype f16 runs on candle's kernels; drop --backend onednn".into()));
+            } else {
+                "f16 on a CPU runs candle's kernels (slow; meant for GPUs without bf16)".to_owned()
+            };
+            return Ok(Self::candle(Device::Cpu, DType::F16, note));
+        }
         let (dnn, mut note) = match backend {
             BackendChoice::Candle => (None, String::new()),
             BackendChoice::OneDnn => (
@@ -122,6 +134,7 @@ impl Compute {
         let weights = match dtype {
             DtypeChoice::F32 => DType::F32,
             DtypeChoice::Bf16 => DType::BF16,
+            DtypeChoice::F16 => DType::F16,
             DtypeChoice::Auto if stored == DType::BF16 && native => DType::BF16,
             DtypeChoice::Auto => {
                 if stored == DType::BF16 {

@@ -7,6 +7,7 @@
 //! returns each chunk's new key/value blocks and the final-norm hidden state of its last
 //! token. Device- and dtype-generic: nothing here assumes CPU or f32.
 
+mod pipeline;
 mod rope;
 
 use candle_core::{D, DType, Device, Tensor};
@@ -96,6 +97,8 @@ struct Layer {
     down: Linear,
     /// Where this layer's weights and key/values live (the device map).
     device: Device,
+    /// The device-map entry that placed it: layers of one entry form a pipeline stage.
+    stage: usize,
 }
 
 /// Decoder weights plus the reward head row.
@@ -112,20 +115,20 @@ pub struct Llama {
 
 impl Llama {
     /// Loads every tensor, checking shapes against `cfg`, into `compute`'s layout and dtypes;
-    /// keeps one row of the output head. `placement[i]` is layer `i`'s device (empty: every
-    /// layer on `compute`'s device); embeddings live with the first layer, the final norm and
-    /// reward row with the last.
+    /// keeps one row of the output head. `placement[i]` is layer `i`'s device and device-map
+    /// entry (empty: every layer on `compute`'s device, one stage); embeddings live with the
+    /// first layer, the final norm and reward row with the last.
     pub fn load(
         cfg: &ModelConfig,
         ck: &Checkpoint,
         reward_token: u32,
         compute: Compute,
-        placement: &[Device],
+        placement: &[(Device, usize)],
     ) -> Result<Self> {
         let (h, kvd, qd, inter) =
             (cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, cfg.num_heads * cfg.head_dim, cfg.intermediate_size);
         let (act, wt) = (compute.activations(), compute.weights());
-        let device_of = |i: usize| placement.get(i).unwrap_or(compute.device()).clone();
+        let device_of = |i: usize| placement.get(i).map_or(compute.device(), |(d, _)| d).clone();
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
             let device = device_of(i);
@@ -152,6 +155,7 @@ impl Llama {
                 gate_up: compute.linear(gate_up)?,
                 down: compute.linear(w("mlp.down_proj.weight", &[h, inter])?)?,
                 device,
+                stage: placement.get(i).map_or(0, |(_, s)| *s),
             });
         }
         let (first, last) = (device_of(0), device_of(cfg.num_layers.saturating_sub(1)));
@@ -200,32 +204,53 @@ impl Llama {
 
     /// Pushes `chunks` through the decoder together (see the module docs).
     pub fn forward(&self, chunks: &[Chunk<'_>]) -> Result<Vec<ChunkOut>> {
-        let cfg = &self.cfg;
-        let (nh, kvh, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let mut kv = self.new_kv(chunks);
+        let hidden = self.embed(chunks)?;
+        let hidden = self.run_layers(0..self.layers.len(), hidden, chunks, &mut kv)?;
+        let lasts = self.last_rows(hidden, chunks)?;
+        Ok(kv.into_iter().zip(lasts).map(|(kv, last)| ChunkOut { kv, last }).collect())
+    }
+
+    /// Empty key/value blocks for each chunk's output.
+    fn new_kv(&self, chunks: &[Chunk<'_>]) -> Vec<KvBlocks> {
+        chunks.iter().map(|_| KvBlocks::empty(self.layers.len())).collect()
+    }
+
+    /// The packed chunks' embeddings and rope rows, on the first layer's device.
+    fn embed(&self, chunks: &[Chunk<'_>]) -> Result<Hidden> {
         let ids: Vec<u32> = chunks.iter().flat_map(|c| c.tokens.iter().copied()).collect();
         let positions: Vec<usize> = chunks.iter().flat_map(|c| c.start..c.start + c.tokens.len()).collect();
-        let total = ids.len();
-        let act = self.compute.activations();
-        let mut device = self.embed.device().clone();
-        let ids = Tensor::from_vec(ids, total, &device)?;
-        let mut x = self.embed.index_select(&ids, 0)?.to_dtype(act)?;
-        let (mut cos, mut sin) = self.rope.cos_sin(&positions, &device, act)?;
-        let geometry = Geometry { heads: nh, kv_heads: kvh, dim: d };
-        let mut new_kv: Vec<KvBlocks> = chunks.iter().map(|_| KvBlocks::empty(self.layers.len())).collect();
+        let device = self.embed.device().clone();
+        let ids = Tensor::from_vec(ids.clone(), ids.len(), &device)?;
+        let x = self.embed.index_select(&ids, 0)?.to_dtype(self.compute.activations())?;
+        let (cos, sin) = self.rope.cos_sin(&positions, &device, self.compute.activations())?;
+        Ok(Hidden { x, cos, sin })
+    }
 
-        for (li, layer) in self.layers.iter().enumerate() {
-            if !layer.device.same_device(&device) {
+    /// Layers `range` over `hidden`, adding each layer's key/values to `kv` (one per chunk).
+    fn run_layers(
+        &self,
+        range: std::ops::Range<usize>,
+        hidden: Hidden,
+        chunks: &[Chunk<'_>],
+        kv: &mut [KvBlocks],
+    ) -> Result<Hidden> {
+        let cfg = &self.cfg;
+        let geometry = Geometry { heads: cfg.num_heads, kv_heads: cfg.num_kv_heads, dim: cfg.head_dim };
+        let Hidden { mut x, mut cos, mut sin } = hidden;
+        for li in range {
+            let layer = &self.layers[li];
+            if !layer.device.same_device(x.device()) {
                 // A device-map boundary: the hidden state and rope rows move; nothing else does.
-                device = layer.device.clone();
-                x = x.to_device(&device)?;
-                (cos, sin) = (cos.to_device(&device)?, sin.to_device(&device)?);
+                x = x.to_device(&layer.device)?;
+                (cos, sin) = (cos.to_device(&layer.device)?, sin.to_device(&layer.device)?);
             }
             let h = candle_nn::ops::rms_norm(&x, &layer.input_norm, cfg.rms_norm_eps as f32)?;
             let qkv = layer.qkv.forward(&h)?;
             let spans: Vec<(usize, &[(Tensor, Tensor)])> =
                 chunks.iter().map(|c| (c.tokens.len(), c.context.layers[li].as_slice())).collect();
             let (attn, own) = self.compute.attention(&qkv, (&cos, &sin), &spans, geometry)?;
-            for (kv, block) in new_kv.iter_mut().zip(own) {
+            for (kv, block) in kv.iter_mut().zip(own) {
                 kv.layers[li].push(block);
             }
             x = (x + layer.o.forward(&attn)?)?;
@@ -233,14 +258,37 @@ impl Llama {
             let mlp = self.compute.silu_mul(&layer.gate_up.forward(&h)?, cfg.intermediate_size)?;
             x = (x + layer.down.forward(&mlp)?)?;
         }
+        Ok(Hidden { x, cos, sin })
+    }
 
+    /// Each chunk's final-norm last hidden row, `[1, hidden]`.
+    fn last_rows(&self, hidden: Hidden, chunks: &[Chunk<'_>]) -> Result<Vec<Tensor>> {
+        let x = hidden.x.to_device(self.norm.device())?;
         let mut out = Vec::with_capacity(chunks.len());
         let mut end = 0;
-        for (chunk, kv) in chunks.iter().zip(new_kv) {
+        for chunk in chunks {
             end += chunk.tokens.len();
-            let last = candle_nn::ops::rms_norm(&x.narrow(0, end - 1, 1)?, &self.norm, cfg.rms_norm_eps as f32)?;
-            out.push(ChunkOut { kv, last });
+            out.push(candle_nn::ops::rms_norm(&x.narrow(0, end - 1, 1)?, &self.norm, self.cfg.rms_norm_eps as f32)?);
         }
         Ok(out)
     }
+
+    /// Contiguous layer ranges placed by one device-map entry, in order: the pipeline's stages.
+    pub(crate) fn stages(&self) -> Vec<std::ops::Range<usize>> {
+        let mut stages: Vec<std::ops::Range<usize>> = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            match stages.last_mut() {
+                Some(last) if self.layers[last.start].stage == layer.stage => last.end = i + 1,
+                _ => stages.push(i..i + 1),
+            }
+        }
+        stages
+    }
+}
+
+/// The residual stream between layers, with the rope rows for its positions (on its device).
+pub(crate) struct Hidden {
+    x: Tensor,
+    cos: Tensor,
+    sin: Tensor,
 }
