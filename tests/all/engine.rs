@@ -305,6 +305,11 @@ fn a_layer_split_over_devices_scores_as_one_device() {
         assert_eq!(model.pipeline_stages(), split.len());
         assert_eq!(model.score(&msgs, &many).expect("pipelined"), want, "{split:?}");
     }
+    // The embedding table in host memory (`--embeddings-on cpu`): the same scores.
+    let host = EngineOptions { embeddings_on_host: true, ..small.clone() };
+    let split = [(Device::Cpu, 2), (Device::Cpu, 1)];
+    let model = LlamaRewardModel::load_split(&dir, host, &split, DType::F32).expect("embeddings on host");
+    assert_eq!(model.score(&msgs, &many).expect("embeddings on host"), want);
     let e = LlamaRewardModel::load_split(&dir, EngineOptions::default(), &[(Device::Cpu, 4)], DType::F32)
         .err()
         .expect("4 of 3 layers")

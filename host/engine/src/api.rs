@@ -109,6 +109,10 @@ pub struct EngineOptions {
     pub prefix_cache_bytes: usize,
     /// Tokens per prefix-cache block (prompts are cached in whole blocks).
     pub prefix_cache_block: usize,
+    /// Keep the embedding table in host memory on a GPU run (`--embeddings-on cpu`): rows are
+    /// gathered on the CPU and the hidden state moves to the first GPU, freeing
+    /// vocab × hidden × dtype bytes there (1.96 GiB for Llama-3.3-70B in bf16).
+    pub embeddings_on_host: bool,
 }
 
 impl Default for EngineOptions {
@@ -124,6 +128,7 @@ impl Default for EngineOptions {
             backend: BackendChoice::Auto,
             prefix_cache_bytes: 1 << 30,
             prefix_cache_block: 128,
+            embeddings_on_host: false,
         }
     }
 }

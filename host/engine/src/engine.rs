@@ -125,7 +125,7 @@ impl LlamaRewardModel {
         let stored = ck.stored_dtype("model.layers.0.self_attn.q_proj.weight").unwrap_or(DType::F32);
         let compute = compute(stored, &options)?;
         let plan = Self::plan_cpu(&cfg, &compute, &options)?;
-        let model = Llama::load(&cfg, &ck, options.reward_token, compute, &placement)?;
+        let model = Llama::load(&cfg, &ck, options.reward_token, compute, &placement, options.embeddings_on_host)?;
         let cache = PrefixCache::new(options.prefix_cache_block, options.prefix_cache_bytes);
         Ok(Self { model, cache, plan, prompter, options, dir: dir.display().to_string() })
     }

@@ -132,7 +132,7 @@ pub fn plan_gpus(
         weight_bytes: dtype_bytes,
         activation_bytes: dtype_bytes,
         devices,
-        embeddings_on_host: false,
+        embeddings_on_host: options.embeddings_on_host,
         max_batch_tokens: options.max_batch_tokens,
         prefix_tokens: cfg.max_position_embeddings.min(8192),
         chunk_tokens: options.chunk_tokens,

@@ -117,6 +117,11 @@ struct EngineArgs {
     /// memory, like transformers' device_map="auto"; evenly where it cannot be read).
     #[arg(long, env = "ARBITER_DEVICE_MAP", value_delimiter = ',', value_name = "N,N,...")]
     device_map: Vec<usize>,
+    /// Where the embedding table lives on a GPU run: `gpu` (with the first layer) or `cpu`
+    /// (host memory: rows gathered there, then moved; frees 1.96 GiB of the first GPU for
+    /// Llama-3.3-70B in bf16, which the memory planner counts).
+    #[arg(long, env = "ARBITER_EMBEDDINGS_ON", value_enum, default_value_t = EmbeddingsOn::Gpu)]
+    embeddings_on: EmbeddingsOn,
     /// Bytes of prompt key/values kept across calls (prefix KV cache, LRU, in 128-token
     /// blocks): repeated prompts and a lazy policy's successive reward calls skip recomputing
     /// them. 0 disables.
@@ -131,6 +136,13 @@ enum DtypeArg {
     F32,
     Bf16,
     F16,
+}
+
+/// `--embeddings-on` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EmbeddingsOn {
+    Gpu,
+    Cpu,
 }
 
 /// `--backend` values.
@@ -187,6 +199,7 @@ impl EngineArgs {
                 BackendArg::Candle => arbiter_engine::BackendChoice::Candle,
             },
             prefix_cache_bytes: self.prefix_cache_bytes,
+            embeddings_on_host: self.embeddings_on == EmbeddingsOn::Cpu,
             ..arbiter_engine::EngineOptions::default()
         }
     }

@@ -117,13 +117,15 @@ impl Llama {
     /// Loads every tensor, checking shapes against `cfg`, into `compute`'s layout and dtypes;
     /// keeps one row of the output head. `placement[i]` is layer `i`'s device and device-map
     /// entry (empty: every layer on `compute`'s device, one stage); embeddings live with the
-    /// first layer, the final norm and reward row with the last.
+    /// first layer (or in host memory with `embeddings_on_host`), the final norm and reward row
+    /// with the last.
     pub fn load(
         cfg: &ModelConfig,
         ck: &Checkpoint,
         reward_token: u32,
         compute: Compute,
         placement: &[(Device, usize)],
+        embeddings_on_host: bool,
     ) -> Result<Self> {
         let (h, kvd, qd, inter) =
             (cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, cfg.num_heads * cfg.head_dim, cfg.intermediate_size);
@@ -159,6 +161,8 @@ impl Llama {
             });
         }
         let (first, last) = (device_of(0), device_of(cfg.num_layers.saturating_sub(1)));
+        // On the host, the gather runs on the CPU and only the gathered rows move to the GPU.
+        let first = if embeddings_on_host { Device::Cpu } else { first };
         let vocab = cfg.vocab_size;
         let row = reward_token as usize;
         let head = match cfg.head {
