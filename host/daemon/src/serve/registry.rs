@@ -222,11 +222,19 @@ impl Registry {
     /// (compiles): call from a blocking thread, one per file.
     pub fn reload(&self, path: &Path) {
         let Some(generation) = self.begin(path) else { return };
+        let before = stamp(path);
         let result = if path.symlink_metadata().is_ok() {
             Some(self.limits_for(path).and_then(|limits| self.load_logging_progress(path, limits)))
         } else {
             None
         };
+        if matches!(result, Some(Err(_))) && stamp(path) != before {
+            // Still being written (a plain `cp` of a large file): what was read is a prefix of
+            // it. The write's next event reloads it; recording this failure would only flash
+            // a bogus error.
+            tracing::debug!(file = %path.display(), "plugin file changed while loading; waiting for the next write");
+            return;
+        }
         let Ok(mut s) = self.state.write() else { return };
         if s.generations.get(path) != Some(&generation) {
             return; // a newer reload of this file started: its result wins
@@ -325,6 +333,11 @@ fn unload(s: &mut State, path: &Path) {
             s.names.remove(&name);
         }
     }
+}
+
+/// A file's size and modification time (None when it cannot be read).
+fn stamp(path: &Path) -> Option<(u64, Option<SystemTime>)> {
+    std::fs::metadata(path).ok().map(|m| (m.len(), m.modified().ok()))
 }
 
 /// `NAME.limits` beside `NAME.wasm`: the operator's per-plugin limits.
