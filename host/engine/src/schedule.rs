@@ -56,7 +56,8 @@ impl LlamaRewardModel {
         let chunk = self.options.chunk_tokens;
         // Packed batches of (request, candidate), run together at the end: pipelined over the
         // devices when the model is split (see `Llama::forward_batches`).
-        let mut batches: Vec<Vec<(usize, usize)>> = vec![Vec::new()];
+        let mut batches: Vec<Vec<(usize, usize)>> = Vec::new();
+        let mut batch: Vec<(usize, usize)> = Vec::new();
         let mut batch_tokens = 0;
         let mut failures: Vec<(usize, String)> = Vec::new();
         for (r, c) in pending {
@@ -78,14 +79,16 @@ impl LlamaRewardModel {
                 }
                 continue;
             }
-            if batch_tokens + own > self.options.max_batch_tokens && batches.last().is_some_and(|b| !b.is_empty()) {
-                batches.push(Vec::new());
+            if batch_tokens + own > self.options.max_batch_tokens && !batch.is_empty() {
+                batches.push(std::mem::take(&mut batch));
                 batch_tokens = 0;
             }
-            batches.last_mut().expect("one batch at least").push((r, c));
+            batch.push((r, c));
             batch_tokens += own;
         }
-        batches.retain(|b| !b.is_empty());
+        if !batch.is_empty() {
+            batches.push(batch);
+        }
         let chunks: Vec<Vec<Chunk<'_>>> = batches
             .iter()
             .map(|batch| {

@@ -212,9 +212,7 @@ fn a_half_closed_request_is_treated_as_abandoned_promptly() {
     let batches = model.batches.clone();
     let server = Server::start(Duration::ZERO, None, |c| c.model = Arc::new(model));
     let a = server.addr;
-    let busy = std::thread::spawn(move || {
-        super::harness::post(a, "/v1/score", &json!({"messages": conversation(), "responses": ["x"]}))
-    });
+    let busy = super::harness::score_in_background(a, "x");
     std::thread::sleep(Duration::from_millis(150));
     let started = Instant::now();
     let mut s = TcpStream::connect(a).expect("connect");

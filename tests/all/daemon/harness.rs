@@ -148,6 +148,24 @@ pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     http(addr, "GET", path, None)
 }
 
+/// Sends a request and hangs up after `after` without reading the answer.
+pub fn send_and_hang_up(addr: SocketAddr, path: &str, body: &Value, after: Duration) {
+    let body = body.to_string();
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    std::io::Write::write_all(&mut s, req.as_bytes()).expect("write");
+    std::thread::sleep(after);
+}
+
+/// `/v1/score` of one `response` on a thread of its own (a request that keeps the engine busy).
+pub fn score_in_background(addr: SocketAddr, response: &str) -> std::thread::JoinHandle<(u16, Value)> {
+    let body = json!({"messages": conversation(), "responses": [response]});
+    std::thread::spawn(move || post(addr, "/v1/score", &body))
+}
+
 pub fn conversation() -> Value {
     json!([{"role": "user", "content": "question"}])
 }

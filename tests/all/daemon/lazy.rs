@@ -2,14 +2,14 @@
 //! their failures map to the same statuses as the same failures during prescoring; an
 //! abandoned `/v1/select` stops consuming engine and plugin time.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::harness::{Server, TestModel, conversation, get, post, slow};
+use super::harness::{Server, TestModel, conversation, get, post, score_in_background, send_and_hang_up, slow};
 use crate::support::{component, policy_wat};
 
 fn early_exit(responses: &[&str], min: f32) -> Value {
@@ -31,18 +31,6 @@ fn wait_for_metric(addr: SocketAddr, needle: &str, within: Duration) -> String {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-}
-
-/// Sends a request and hangs up after `after` without reading the answer.
-fn send_and_hang_up(addr: SocketAddr, path: &str, body: &Value, after: Duration) {
-    let body = body.to_string();
-    let mut s = TcpStream::connect(addr).expect("connect");
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    std::io::Write::write_all(&mut s, req.as_bytes()).expect("write");
-    std::thread::sleep(after);
 }
 
 #[test]
@@ -123,8 +111,7 @@ fn abandoned_lazy_select_is_dropped_before_the_engine_runs_it() {
     let batches = model.batches.clone();
     let server = Server::start(Duration::ZERO, None, |c| c.model = Arc::new(model));
     let a = server.addr;
-    let busy =
-        std::thread::spawn(move || post(a, "/v1/score", &json!({"messages": conversation(), "responses": ["x"]})));
+    let busy = score_in_background(a, "x");
     std::thread::sleep(Duration::from_millis(150));
     send_and_hang_up(a, "/v1/select", &early_exit(&["s=1", "s=2", "s=3"], 100.0), Duration::from_millis(150));
     assert_eq!(busy.join().expect("busy").0, 200);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use self::harness::{Server, TestModel, conversation, get, http, post};
+use self::harness::{Server, TestModel, conversation, get, http, post, score_in_background, send_and_hang_up};
 use crate::support::{component, policy_wat};
 
 mod abuse;
@@ -265,8 +265,7 @@ fn reload_under_load_drops_nothing_and_never_serves_an_old_version_after_a_swap(
 fn overload_is_an_immediate_429() {
     let server = Server::start(Duration::from_millis(800), None, |c| c.max_concurrent_requests = 1);
     let addr = server.addr;
-    let slow =
-        std::thread::spawn(move || post(addr, "/v1/score", &json!({"messages": conversation(), "responses": ["a"]})));
+    let slow = score_in_background(addr, "a");
     std::thread::sleep(Duration::from_millis(200));
     let t = Instant::now();
     let (s, v) = post(addr, "/v1/score", &json!({"messages": conversation(), "responses": ["b"]}));
@@ -281,8 +280,7 @@ fn overload_is_an_immediate_429() {
 fn shutdown_drains_in_flight_requests() {
     let server = Server::start(Duration::from_millis(700), None, |_| {});
     let addr = server.addr;
-    let inflight =
-        std::thread::spawn(move || post(addr, "/v1/score", &json!({"messages": conversation(), "responses": ["s=4"]})));
+    let inflight = score_in_background(addr, "s=4");
     std::thread::sleep(Duration::from_millis(200));
     server.shutdown().expect("run returns Ok after draining");
     let (s, v) = inflight.join().expect("client");
@@ -315,20 +313,11 @@ fn health_probes_the_engine_after_a_failure() {
 fn work_of_disconnected_clients_is_dropped() {
     let server = Server::start(Duration::from_millis(600), None, |_| {});
     let addr = server.addr;
-    let busy =
-        std::thread::spawn(move || post(addr, "/v1/score", &json!({"messages": conversation(), "responses": ["x"]})));
+    let busy = score_in_background(addr, "x");
     std::thread::sleep(Duration::from_millis(150));
-    {
-        // A client that sends a request and hangs up while it waits behind the busy one.
-        let body = json!({"messages": conversation(), "responses": ["gone"]}).to_string();
-        let mut s = TcpStream::connect(addr).expect("connect");
-        let req = format!(
-            "POST /v1/score HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        std::io::Write::write_all(&mut s, req.as_bytes()).expect("write");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // A client that sends a request and hangs up while it waits behind the busy one.
+    let gone = json!({"messages": conversation(), "responses": ["gone"]});
+    send_and_hang_up(addr, "/v1/score", &gone, Duration::from_millis(100));
     assert_eq!(busy.join().expect("busy").0, 200);
     std::thread::sleep(Duration::from_millis(900));
     let (_, metrics) = get(addr, "/metrics");

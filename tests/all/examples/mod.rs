@@ -228,11 +228,15 @@ fn daemon_hot_loads_and_serves_every_example() {
     server.shutdown().expect("clean shutdown");
 }
 
+/// `/v1/policies`' entry for `name`, if listed.
+fn entry(addr: std::net::SocketAddr, name: &str) -> Option<Value> {
+    let v: Value = serde_json::from_str(&get(addr, "/v1/policies").1).ok()?;
+    v["policies"].as_array()?.iter().find(|p| p["name"] == name).cloned()
+}
+
 /// The `state` `/v1/policies` shows for `name`, if listed.
 fn state(addr: std::net::SocketAddr, name: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(&get(addr, "/v1/policies").1).ok()?;
-    let entry = v["policies"].as_array()?.iter().find(|p| p["name"] == name)?;
-    entry["state"].as_str().map(str::to_owned)
+    entry(addr, name)?["state"].as_str().map(str::to_owned)
 }
 
 /// A Python component takes seconds to compile: meanwhile `/v1/policies` shows it `compiling`
@@ -246,28 +250,26 @@ fn daemon_shows_a_compile_in_progress_and_keeps_serving() {
     let server = Server::start(Duration::ZERO, Some(dir.path()), |c| c.limits = arbiter_plugins::Limits::default());
     std::fs::copy(&path, dir.path().join("py-threshold.wasm")).expect("copy");
     let deadline = Instant::now() + Duration::from_secs(300);
-    let (mut saw_compiling, mut served_meanwhile) = (false, false);
+    // Set once the daemon answered a request while the plugin was compiling.
+    let mut served_while_compiling = false;
     loop {
-        let (_, text) = get(server.addr, "/v1/policies");
-        let v: Value = serde_json::from_str(&text).expect("policies JSON");
-        let mine = v["policies"].as_array().expect("list").iter().find(|p| p["name"] == "py-threshold").cloned();
+        let mine = entry(server.addr, "py-threshold");
         match mine.as_ref().and_then(|p| p["state"].as_str()) {
             Some("ready") => break,
             Some("compiling") => {
                 let p = mine.as_ref().expect("entry");
                 assert!(p["compiling"]["file"].as_str().is_some_and(|f| f.ends_with("py-threshold.wasm")), "{p}");
-                saw_compiling = true;
                 let body =
                     json!({"policy": "argmax", "candidates": [{"text": "a", "score": 1}, {"text": "b", "score": 2}]});
                 let (status, sel) = post(server.addr, "/v1/select", &body);
                 assert_eq!((status, &sel["chosen"]), (200, &json!(1)), "{sel}");
-                served_meanwhile = true;
+                served_while_compiling = true;
             }
             other => assert!(other.is_none(), "unexpected state {other:?}: {mine:?}"),
         }
-        assert!(Instant::now() < deadline, "never loaded: {text}");
+        assert!(Instant::now() < deadline, "never loaded: {mine:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(saw_compiling && served_meanwhile, "the compile was never seen in progress");
+    assert!(served_while_compiling, "the compile was never seen in progress");
     server.shutdown().expect("clean shutdown");
 }

@@ -225,7 +225,8 @@ impl Llama {
         let ids: Vec<u32> = chunks.iter().flat_map(|c| c.tokens.iter().copied()).collect();
         let positions: Vec<usize> = chunks.iter().flat_map(|c| c.start..c.start + c.tokens.len()).collect();
         let device = self.embed.device().clone();
-        let ids = Tensor::from_vec(ids.clone(), ids.len(), &device)?;
+        let total = ids.len();
+        let ids = Tensor::from_vec(ids, total, &device)?;
         let x = self.embed.index_select(&ids, 0)?.to_dtype(self.compute.activations())?;
         let (cos, sin) = self.rope.cos_sin(&positions, &device, self.compute.activations())?;
         Ok(Hidden { x, cos, sin })
